@@ -4,4 +4,5 @@
 //! carry out what it asks for. Everything here is deterministic, so the same inputs always produce
 //! the same outputs, byte for byte.
 
+pub mod broker;
 pub mod codec;

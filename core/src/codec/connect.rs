@@ -229,3 +229,25 @@ impl ConnAck {
         }
     }
 }
+
+/// The protocol version a CONNECT at the start of `buf` asks for, read without decoding the
+/// rest. A broker uses it to answer a CONNECT that fails to decode in a form the client
+/// understands.
+pub fn peek_connect_version(buf: &[u8]) -> Option<ProtocolVersion> {
+    if buf.first()? >> 4 != super::PacketType::Connect as u8 {
+        return None;
+    }
+    let super::varint::VarInt::Value(_, n) = super::varint::read(&buf[1..]).ok()? else {
+        return None;
+    };
+    let rest = buf.get(1 + n..)?;
+    let name_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let name = rest.get(2..2 + name_len)?;
+    let level = *rest.get(2 + name_len)? & !BRIDGE_BIT;
+    match (name, level) {
+        (b"MQIsdp", 3) => Some(ProtocolVersion::V3_1),
+        (b"MQTT", 4) => Some(ProtocolVersion::V3_1_1),
+        (b"MQTT", 5) => Some(ProtocolVersion::V5),
+        _ => None,
+    }
+}

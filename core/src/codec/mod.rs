@@ -26,7 +26,7 @@ mod varint;
 mod writer;
 
 pub use bytestring::ByteString;
-pub use connect::{ConnAck, Connect, LastWill};
+pub use connect::{ConnAck, Connect, LastWill, peek_connect_version};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{decode, decode_from};

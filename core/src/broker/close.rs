@@ -1,0 +1,172 @@
+//! The end of connections and sessions: closing, wills, session expiry, and DISCONNECT from a
+//! client.
+
+use super::connection::{ConnState, Connection, Will};
+use super::session::{Expiry, SessionKey};
+use super::timers::Timer;
+use super::{Broker, ConnId};
+use crate::codec::{Disconnect, DisconnectReason, Packet};
+
+/// What happens to the will of a connection that ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WillAction {
+    /// The connection ended abnormally: publish the will (after its delay) [MQTT-3.1.2-8].
+    Publish,
+    /// The client disconnected normally: the will is deleted [MQTT-3.14.4-3].
+    Discard,
+}
+
+/// Whether the session of a closed connection may end now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionFate {
+    /// By its expiry, as usual.
+    ByExpiry,
+    /// Never now: a new connection is taking it over.
+    TakenOver,
+}
+
+impl Broker {
+    /// Closes a connection from the broker's side: an MQTT 5 client first gets a DISCONNECT
+    /// with `reason`, when one is given.
+    pub(super) fn close_conn(
+        &mut self,
+        id: ConnId,
+        reason: Option<DisconnectReason>,
+        will: WillAction,
+    ) {
+        self.close_inner(id, reason, will, SessionFate::ByExpiry);
+    }
+
+    /// Closes the connection a session is attached to because a new connection takes the
+    /// session over [MQTT-3.1.4-2] (3.1.1) [MQTT-3.1.4-3] (5.0).
+    pub(super) fn close_taken_over(&mut self, id: ConnId) {
+        self.close_inner(
+            id,
+            Some(DisconnectReason::SessionTakenOver),
+            WillAction::Publish,
+            SessionFate::TakenOver,
+        );
+    }
+
+    fn close_inner(
+        &mut self,
+        id: ConnId,
+        reason: Option<DisconnectReason>,
+        will: WillAction,
+        fate: SessionFate,
+    ) {
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
+        if let (Some(reason), Some(client)) = (reason, conn.client())
+            && client.version.is_v5()
+        {
+            let version = client.version;
+            let packet = Packet::Disconnect(Disconnect::new(reason));
+            if let Err(e) = self.outbox.write(id, &mut conn, version, &packet) {
+                tracing::error!(conn = id.0, error = %e, "cannot encode DISCONNECT");
+            }
+        }
+        self.outbox.close(id, &mut conn, &mut self.stats);
+        self.detach(id, conn, will, fate);
+    }
+
+    /// The peer closed the connection, or it failed: nothing more can be sent. A connection that
+    /// ends without DISCONNECT publishes its will [MQTT-3.1.2-8].
+    pub(super) fn peer_closed(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.remove(&id) {
+            self.detach(id, conn, WillAction::Publish, SessionFate::ByExpiry);
+        }
+    }
+
+    /// Forgets a connection that is gone and detaches its session.
+    fn detach(&mut self, id: ConnId, conn: Connection, will: WillAction, fate: SessionFate) {
+        self.stats.connections_open -= 1;
+        let ConnState::Connected(client) = conn.state else {
+            return;
+        };
+        self.stats.clients_connected -= 1;
+        let key = client.session;
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if session.conn != Some(id) {
+            return;
+        }
+        session.conn = None;
+        tracing::debug!(conn = id.0, client_id = %client.client_id, "client disconnected");
+        if let (WillAction::Publish, Some(w)) = (will, client.will) {
+            if w.delay_secs == 0 {
+                self.publish_will(w);
+            } else {
+                // Held until the delay passes or the session ends [MQTT-3.1.2-8], and
+                // dropped if the client reconnects first [MQTT-3.1.2-26].
+                let due = self.now.plus_secs(u64::from(w.delay_secs));
+                self.sessions[key].pending_will = Some((due, w));
+                self.timers.schedule(due, Timer::WillDelay(key));
+            }
+        }
+        if fate == SessionFate::TakenOver {
+            return;
+        }
+        match self.sessions[key].expiry {
+            // A clean session ends with its connection [MQTT-3.1.2-6] (3.1.1); so does an
+            // MQTT 5 session with expiry interval 0 [MQTT-3.1.2-25] (5.0).
+            Expiry::OnDisconnect => self.end_session(key),
+            Expiry::After(secs) => {
+                let at = self.now.plus_secs(u64::from(secs));
+                self.sessions[key].expires_at = Some(at);
+                self.timers.schedule(at, Timer::SessionExpiry(key));
+            }
+            // Kept until the client cleans it [MQTT-3.1.2-4] (3.1.1).
+            Expiry::Never => {}
+        }
+    }
+
+    /// Ends a session: its subscriptions and queued messages go, and a will still waiting for
+    /// its delay is published now [MQTT-3.1.2-8] [MQTT-4.1.0-2] (5.0).
+    pub(super) fn end_session(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.try_remove(key) else {
+            return;
+        };
+        self.stats.sessions -= 1;
+        self.session_index.remove(&session.client_id);
+        for filter in &session.subscriptions {
+            self.router.remove(filter, key);
+        }
+        let dropped = session.outbound.queue_len() + session.outbound.inflight_len();
+        if dropped > 0 {
+            tracing::debug!(client_id = %session.client_id, messages = dropped, "session ended with undelivered messages");
+        }
+        if let Some((_, will)) = session.pending_will {
+            self.publish_will(will);
+        }
+    }
+
+    /// Publishes a will as if its client had published it.
+    pub(super) fn publish_will(&mut self, will: Will) {
+        self.accept_message(will.msg, None);
+    }
+
+    /// DISCONNECT from a client: no reply; the will is deleted unless MQTT 5 reason 0x04 asks for
+    /// it [MQTT-3.14.4-3] (5.0, 3.14.2.1). An MQTT 5 client may change its session expiry
+    /// here, but not from zero to non-zero (5.0, 3.14.2.2.2).
+    pub(super) fn client_disconnect(&mut self, id: ConnId, key: SessionKey, d: Disconnect) {
+        let Some(client) = self.conns.get(&id).and_then(|c| c.client()) else {
+            return;
+        };
+        if let Some(secs) = d.properties.session_expiry_interval {
+            if client.connect_session_expiry == 0 && secs != 0 {
+                self.protocol_error(id, DisconnectReason::ProtocolError);
+                return;
+            }
+            self.sessions[key].expiry = Expiry::from_interval(secs);
+        }
+        let will = if d.reason == DisconnectReason::DisconnectWithWillMessage {
+            WillAction::Publish
+        } else {
+            WillAction::Discard
+        };
+        self.close_conn(id, None, will);
+    }
+}

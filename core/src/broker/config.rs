@@ -1,0 +1,78 @@
+//! The broker's limits and switches. Names and special values follow Mosquitto's configuration
+//! options where one exists, so the daemon can map mosquitto.conf onto this directly.
+
+use crate::codec::MAX_PACKET_SIZE;
+
+/// Broker configuration. Every queue, buffer and map a client can grow is bounded here.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most simultaneous network connections; `None` means no limit (Mosquitto's -1). A
+    /// connection beyond it is closed as soon as it opens.
+    pub max_connections: Option<usize>,
+    /// Largest packet accepted from a client, fixed header included. Announced to MQTT 5 clients
+    /// in CONNACK when below the protocol maximum.
+    pub max_packet_size: u32,
+    /// Outbound QoS 1 and 2 messages in flight per client, unacknowledged; 0 means no limit
+    /// beyond the client's own Receive Maximum (Mosquitto's max_inflight_messages).
+    pub max_inflight_messages: u16,
+    /// Messages queued per session beyond those in flight; 0 means no limit
+    /// (Mosquitto's max_queued_messages). Overflow drops the new message, counted and logged.
+    pub max_queued_messages: usize,
+    /// Payload bytes queued per session; 0 means no limit (Mosquitto's max_queued_bytes).
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for offline persistent sessions (Mosquitto's queue_qos0_messages).
+    pub queue_qos0_messages: bool,
+    /// Largest keep alive a client may ask for; `None` means no limit. An MQTT 5 client asking
+    /// for more (or for 0) is told the maximum as Server Keep Alive; a 3.1.x client has no way to
+    /// be told, so it is refused with "identifier rejected", as Mosquitto documents.
+    pub max_keepalive: Option<u16>,
+    /// Whether retained messages are supported (Mosquitto's retain_available).
+    pub retain_available: bool,
+    /// Whether a client may connect with an empty client id and be assigned one
+    /// (Mosquitto's allow_zero_length_clientid).
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of assigned client ids (Mosquitto's auto_id_prefix).
+    pub auto_id_prefix: String,
+    /// Time a new connection has to send CONNECT before it is closed, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Inbound QoS 2 messages a client may have awaiting PUBREL; announced to MQTT 5 clients as
+    /// Receive Maximum when below 65,535.
+    pub receive_maximum: u16,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions_per_session: usize,
+    /// Sessions, connected or not, the broker keeps.
+    pub max_sessions: usize,
+    /// Retained messages the broker keeps. Retained messages are never counted against a
+    /// session's queue limits.
+    pub max_retained_messages: usize,
+    /// Bytes of output a connection may have waiting for the network before QoS 0 messages to it
+    /// are dropped (counted). QoS 1 and 2 messages wait in the session queue instead.
+    pub max_connection_buffer: usize,
+    /// Seed of the generator for assigned client ids. The daemon seeds it from the operating
+    /// system so that ids cannot be guessed; the simulator from its run's seed.
+    pub client_id_seed: [u8; 32],
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: None,
+            max_packet_size: MAX_PACKET_SIZE,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_messages: false,
+            max_keepalive: None,
+            retain_available: true,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: "auto-".to_owned(),
+            connect_timeout_ms: 10_000,
+            receive_maximum: u16::MAX,
+            max_subscriptions_per_session: 100_000,
+            max_sessions: 1_000_000,
+            max_retained_messages: 1_000_000,
+            max_connection_buffer: 1 << 20,
+            client_id_seed: [0; 32],
+        }
+    }
+}

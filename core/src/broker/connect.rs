@@ -1,0 +1,235 @@
+//! CONNECT: client identifiers, keep alive, session takeover, clean start and session present.
+
+use super::close::WillAction;
+use super::connection::{Client, ConnState, Will};
+use super::message::Message;
+use super::session::{Expiry, Session, SessionKey};
+use super::timers::Timer;
+use super::{Broker, ConnId, keep_alive_deadline};
+use crate::codec::{
+    ByteString, ConnAck, ConnAckProperties, Connect, ConnectReason, MAX_PACKET_SIZE, Packet,
+    ProtocolVersion, PublishProperties,
+};
+use rand_chacha::rand_core::Rng;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+
+impl Broker {
+    pub(super) fn connect(&mut self, id: ConnId, c: Connect) {
+        let version = c.protocol_version;
+
+        // Client identifier [MQTT-3.1.3-6] [MQTT-3.1.3-8] [MQTT-3.1.3-9] (3.1.1)
+        // [MQTT-3.1.3-6] [MQTT-3.1.3-8] (5.0).
+        let mut assigned = None;
+        let client_id = if c.client_id.is_empty() {
+            let allowed = self.config.allow_zero_length_clientid
+                && match version {
+                    // MQTT 3.1 requires 1 to 23 characters.
+                    ProtocolVersion::V3_1 => false,
+                    // Only with a clean session [MQTT-3.1.3-7].
+                    ProtocolVersion::V3_1_1 => c.clean_start,
+                    ProtocolVersion::V5 => true,
+                };
+            if !allowed {
+                return self.refuse(id, version, ConnectReason::ClientIdentifierNotValid);
+            }
+            let new_id = self.assign_client_id();
+            assigned = Some(new_id.clone());
+            new_id
+        } else {
+            c.client_id
+        };
+
+        // Keep alive within the configured maximum.
+        let mut keep_alive = c.keep_alive;
+        let mut server_keep_alive = None;
+        if let Some(max) = self.config.max_keepalive
+            && (keep_alive == 0 || keep_alive > max)
+        {
+            if version.is_v5() {
+                // The client must use the server's value [MQTT-3.1.2-23] (5.0).
+                keep_alive = max;
+                server_keep_alive = Some(max);
+            } else {
+                // 3.1.x cannot be told another value; refuse as Mosquitto does.
+                return self.refuse(id, version, ConnectReason::ClientIdentifierNotValid);
+            }
+        }
+
+        // A retained will needs retained messages [MQTT-3.2.2-13] (5.0).
+        if c.will.as_ref().is_some_and(|w| w.retain) && !self.config.retain_available {
+            return self.refuse(id, version, ConnectReason::RetainNotSupported);
+        }
+
+        let expiry = match version {
+            ProtocolVersion::V5 => {
+                Expiry::from_interval(c.properties.session_expiry_interval.unwrap_or(0))
+            }
+            _ if c.clean_start => Expiry::OnDisconnect,
+            _ => Expiry::Never,
+        };
+
+        // An existing connection for this client id is closed [MQTT-3.1.4-2] (3.1.1)
+        // [MQTT-3.1.4-3] (5.0).
+        let existing = self.session_index.get(&client_id).copied();
+        if let Some(old) = existing.and_then(|key| self.sessions[key].conn) {
+            tracing::info!(client_id = %client_id, "session taken over by a new connection");
+            self.close_taken_over(old);
+        }
+
+        // Clean start discards the old session [MQTT-3.1.2-6] (3.1.1) [MQTT-3.1.2-4] (5.0);
+        // otherwise it is resumed [MQTT-3.1.2-4] (3.1.1) [MQTT-3.1.2-5] (5.0).
+        let (key, session_present) = match existing {
+            Some(key) if !c.clean_start => (key, true),
+            _ => {
+                if let Some(key) = existing {
+                    self.end_session(key);
+                }
+                if self.sessions.len() >= self.config.max_sessions {
+                    tracing::warn!(client_id = %client_id, "max_sessions reached, refusing");
+                    return self.refuse(id, version, ConnectReason::ServerBusy);
+                }
+                let key = self
+                    .sessions
+                    .insert(Session::new(client_id.clone(), version, expiry));
+                self.session_index.insert(client_id.clone(), key);
+                self.stats.sessions += 1;
+                (key, false)
+            }
+        };
+        let session = &mut self.sessions[key];
+        session.conn = Some(id);
+        session.version = version;
+        session.expiry = expiry;
+        session.expires_at = None;
+        // A reconnect within the will delay cancels the old will [MQTT-3.1.2-26] (5.0).
+        session.pending_will = None;
+
+        let will = c.will.map(|w| Will {
+            delay_secs: w.properties.will_delay_interval.unwrap_or(0),
+            msg: Arc::new(Message {
+                topic: w.topic,
+                payload: w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                properties: PublishProperties {
+                    payload_format_indicator: w.properties.payload_format_indicator,
+                    message_expiry_interval: w.properties.message_expiry_interval,
+                    content_type: w.properties.content_type,
+                    response_topic: w.properties.response_topic,
+                    correlation_data: w.properties.correlation_data,
+                    user_properties: w.properties.user_properties,
+                    ..PublishProperties::default()
+                },
+            }),
+        });
+        let client = Client {
+            session: key,
+            client_id: client_id.clone(),
+            version,
+            keep_alive,
+            will,
+            receive_maximum: c
+                .properties
+                .receive_maximum
+                .map_or(u16::MAX, NonZeroU16::get),
+            max_packet_size: c
+                .properties
+                .maximum_packet_size
+                .map_or(MAX_PACKET_SIZE, NonZeroU32::get),
+            connect_session_expiry: c.properties.session_expiry_interval.unwrap_or(0),
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.state = ConnState::Connected(client);
+        self.stats.clients_connected += 1;
+        if keep_alive > 0 {
+            let deadline = keep_alive_deadline(conn.last_received, keep_alive);
+            conn.keep_alive_timer = Some(deadline);
+            self.timers.schedule(deadline, Timer::KeepAlive(id));
+        }
+        tracing::debug!(conn = id.0, peer = ?conn.peer, client_id = %client_id, ?version, session_present, "client connected");
+
+        let connack = Packet::ConnAck(ConnAck {
+            // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
+            session_present,
+            reason: ConnectReason::Success,
+            properties: self.connack_properties(assigned, server_keep_alive),
+        });
+        self.reply(id, &connack);
+        if session_present {
+            self.resume_session(id, key);
+        }
+    }
+
+    /// What an MQTT 5 client is told about this broker (5.0, 3.2.2.3). Defaults are left out.
+    fn connack_properties(
+        &self,
+        assigned_client_identifier: Option<ByteString>,
+        server_keep_alive: Option<u16>,
+    ) -> ConnAckProperties {
+        let c = &self.config;
+        ConnAckProperties {
+            // [MQTT-3.2.2-16]: an assigned id is announced.
+            assigned_client_identifier,
+            server_keep_alive,
+            receive_maximum: (c.receive_maximum < u16::MAX)
+                .then(|| NonZeroU16::new(c.receive_maximum))
+                .flatten(),
+            maximum_packet_size: (c.max_packet_size < MAX_PACKET_SIZE)
+                .then(|| NonZeroU32::new(c.max_packet_size))
+                .flatten(),
+            retain_available: (!c.retain_available).then_some(false),
+            // Shared subscriptions are not offered yet.
+            shared_subscription_available: Some(false),
+            ..ConnAckProperties::default()
+        }
+    }
+
+    /// Refuses a CONNECT with a CONNACK carrying `reason` (a 3.1.x return code for 3.1.x
+    /// clients) and closes [MQTT-3.2.2-4] (3.1.1) [MQTT-3.2.2-6] (5.0): session present is 0.
+    fn refuse(&mut self, id: ConnId, version: ProtocolVersion, reason: ConnectReason) {
+        tracing::debug!(conn = id.0, ?reason, "CONNECT refused");
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason,
+                properties: ConnAckProperties::default(),
+            });
+            if let Err(e) = self.outbox.write(id, conn, version, &connack) {
+                tracing::error!(conn = id.0, error = %e, "cannot encode CONNACK");
+            }
+        }
+        self.close_conn(id, None, WillAction::Discard);
+    }
+
+    /// A fresh client id for a client that sent none, unguessable given a secret seed.
+    fn assign_client_id(&mut self) -> ByteString {
+        loop {
+            let id = format!("{}{:016x}", self.config.auto_id_prefix, self.rng.next_u64());
+            let id = ByteString::from(id);
+            if !self.session_index.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A resumed session first resends what was in flight, in order, PUBLISH with DUP set and
+    /// PUBREL where PUBREC had arrived [MQTT-4.4.0-1], then continues with its queue.
+    fn resume_session(&mut self, id: ConnId, key: SessionKey) {
+        let resend: Vec<Packet> = self.sessions[key]
+            .outbound
+            .inflight_in_order()
+            .into_iter()
+            .map(|(packet_id, stage)| super::publish::resend_packet(packet_id, stage))
+            .collect();
+        for packet in &resend {
+            if matches!(packet, Packet::Publish(_)) {
+                self.stats.publish_sent += 1;
+            }
+            self.reply(id, packet);
+        }
+        self.pump(key);
+    }
+}

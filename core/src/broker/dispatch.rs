@@ -1,0 +1,133 @@
+//! From received bytes to packet handlers: framing, decode errors, and which packets a client
+//! may send in which state.
+
+use super::close::WillAction;
+use super::connection::ConnState;
+use super::{Broker, ConnId};
+use crate::codec::{self, ConnAck, ConnectReason, DecodeError, DisconnectReason, Packet};
+use crate::codec::{ConnAckProperties, ProtocolVersion};
+
+impl Broker {
+    /// Appends received bytes and handles every complete packet in them.
+    pub(super) fn received(&mut self, id: ConnId, bytes: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.read_buf.extend_from_slice(bytes);
+        conn.last_received = self.now;
+        self.stats.bytes_received += bytes.len() as u64;
+        // Each iteration re-fetches the connection: a handler may have closed it.
+        while let Some(conn) = self.conns.get_mut(&id) {
+            // Before CONNECT only a CONNECT is acceptable, and it decodes by its own version;
+            // peeking at that version first lets a CONNECT that fails be answered in it.
+            let version = match &conn.state {
+                ConnState::Connected(c) => Some(c.version),
+                ConnState::AwaitingConnect => codec::peek_connect_version(&conn.read_buf),
+            };
+            let decoding = version.unwrap_or(ProtocolVersion::V5);
+            match codec::decode_from(&mut conn.read_buf, decoding, self.config.max_packet_size) {
+                Ok(Some(packet)) => self.dispatch(id, packet),
+                Ok(None) => break,
+                Err(e) => {
+                    self.decode_failed(id, e, version);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: ConnId, packet: Packet) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let Some(client) = conn.client() else {
+            match packet {
+                Packet::Connect(c) => self.connect(id, c),
+                // The first packet must be CONNECT [MQTT-3.1.0-1].
+                other => {
+                    tracing::debug!(conn = id.0, packet = ?other.packet_type(), "first packet is not CONNECT");
+                    self.close_conn(id, None, WillAction::Discard);
+                }
+            }
+            return;
+        };
+        let key = client.session;
+        match packet {
+            Packet::Publish(p) => self.publish_received(id, key, p),
+            Packet::PubAck(a) => self.puback_received(key, a.packet_id),
+            Packet::PubRec(r) => self.pubrec_received(id, key, r),
+            Packet::PubRel(r) => self.pubrel_received(id, key, r.packet_id),
+            Packet::PubComp(c) => self.pubcomp_received(key, c.packet_id),
+            Packet::Subscribe(s) => self.subscribe(id, key, s),
+            Packet::Unsubscribe(u) => self.unsubscribe(id, key, u),
+            Packet::PingReq => self.reply(id, &Packet::PingResp), // [MQTT-3.12.4-1]
+            Packet::Disconnect(d) => self.client_disconnect(id, key, d),
+            // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+            Packet::Connect(_)
+            // Enhanced authentication is not offered, so AUTH is a protocol error (5.0, 4.12).
+            | Packet::Auth(_)
+            // Packets only a server sends.
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => {
+                tracing::debug!(conn = id.0, packet = ?packet.packet_type(), "unexpected packet from client");
+                self.protocol_error(id, DisconnectReason::ProtocolError);
+            }
+        }
+    }
+
+    /// Encodes a packet for a connected client in its version.
+    pub(super) fn reply(&mut self, id: ConnId, packet: &Packet) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(version) = conn.client().map(|c| c.version) else {
+            return;
+        };
+        if let Err(e) = self.outbox.write(id, conn, version, packet) {
+            // Only packets the broker builds reach here; failing to encode one is a bug.
+            tracing::error!(conn = id.0, error = %e, "cannot encode reply");
+        }
+    }
+
+    /// Bytes that are not a valid packet.
+    fn decode_failed(&mut self, id: ConnId, e: DecodeError, version: Option<ProtocolVersion>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        tracing::debug!(conn = id.0, error = %e, "malformed packet");
+        if conn.client().is_some() {
+            self.protocol_error(id, e.disconnect_reason());
+            return;
+        }
+        // A CONNECT that does not decode: close [MQTT-3.1.4-1], answering first where the
+        // client can understand the answer. An unsupported protocol level gets the 3.1.1 return
+        // code 0x01 [MQTT-3.1.2-2] (3.1.1); an MQTT 5 CONNECT may get a reason code (5.0, 3.1.4).
+        let answer = match &e {
+            DecodeError::UnsupportedProtocolVersion(_) => Some(ProtocolVersion::V3_1_1),
+            _ if version == Some(ProtocolVersion::V5) => Some(ProtocolVersion::V5),
+            _ => None,
+        };
+        if let Some(version) = answer {
+            let connack = Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason: match version {
+                    ProtocolVersion::V5 => e.connect_reason(),
+                    _ => ConnectReason::UnsupportedProtocolVersion,
+                },
+                properties: ConnAckProperties::default(),
+            });
+            if self.outbox.write(id, conn, version, &connack).is_err() {
+                tracing::error!(conn = id.0, "cannot encode CONNACK");
+            }
+        }
+        self.close_conn(id, None, WillAction::Discard);
+    }
+
+    /// A connected client broke the protocol: MQTT 5 clients get a DISCONNECT with the reason,
+    /// 3.1.x clients a closed connection (5.0, 4.13; 3.1.1, 4.8). Its will is published.
+    pub(super) fn protocol_error(&mut self, id: ConnId, reason: DisconnectReason) {
+        self.close_conn(id, Some(reason), WillAction::Publish);
+    }
+}

@@ -1,0 +1,269 @@
+//! The broker: a deterministic, single-threaded, sans-IO MQTT state machine.
+//!
+//! A driver feeds it [`Input`]s (connections opened and closed, bytes received, back-pressure,
+//! the passing of time), each with the current [`Time`], and carries out the [`Action`]s it
+//! returns from [`Broker::poll_action`]: bytes to send and connections to close. It calls
+//! [`Broker::handle`] with [`Input::Tick`] when [`Broker::poll_timeout`] says so. The broker does
+//! its own framing, so bytes may arrive in any chunking.
+//!
+//! Nothing here depends on hash-map iteration order, clocks or unseeded randomness: the same
+//! inputs produce the same actions, byte for byte.
+
+mod close;
+mod config;
+mod connect;
+mod connection;
+mod dispatch;
+mod message;
+mod outbound;
+mod outbox;
+mod publish;
+pub mod retained;
+pub mod router;
+mod session;
+mod stats;
+mod subscribe;
+mod time;
+mod timers;
+
+pub use config::Config;
+pub use stats::Stats;
+pub use time::Time;
+
+use crate::codec::ByteString;
+use bytes::Bytes;
+use connection::Connection;
+use core::net::SocketAddr;
+use message::Message;
+use outbox::Outbox;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use retained::RetainedStore;
+use router::Router;
+use session::{Session, SessionKey};
+use slab::Slab;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use subscribe::SubEntry;
+use timers::{Timer, Timers};
+
+/// A connection, named by the driver (a slab key or a counter). The broker never invents one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// The listener a connection arrived on, named by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ListenerId(pub u32);
+
+/// A new network connection.
+#[derive(Debug, Clone)]
+pub struct Open {
+    pub conn: ConnId,
+    pub listener: ListenerId,
+    /// The peer's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+    /// The identity of a verified TLS client certificate, when there is one.
+    pub tls_identity: Option<ByteString>,
+}
+
+/// Something that happened, as the driver reports it.
+#[derive(Debug, Clone)]
+pub enum Input<'a> {
+    /// A connection was accepted.
+    Open(Open),
+    /// Bytes arrived on a connection, in any chunking of the stream.
+    Received { conn: ConnId, bytes: &'a [u8] },
+    /// The connection was closed by the peer or failed. The broker forgets it without sending.
+    Closed { conn: ConnId },
+    /// The driver cannot write more to the connection for now: the broker keeps further output
+    /// in its (bounded) buffers until `Writable`.
+    Blocked { conn: ConnId },
+    /// The connection can be written to again.
+    Writable { conn: ConnId },
+    /// Only time passed.
+    Tick,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the connection, after any sent before.
+    Send { conn: ConnId, bytes: Bytes },
+    /// Close the connection once the bytes sent before are written. The broker has already
+    /// forgotten it; a later `Closed` for it is ignored.
+    Close { conn: ConnId },
+}
+
+/// The MQTT broker state machine.
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    now: Time,
+    conns: BTreeMap<ConnId, Connection>,
+    sessions: Slab<Session>,
+    /// Sessions by client id.
+    session_index: BTreeMap<ByteString, SessionKey>,
+    router: Router<SessionKey, SubEntry>,
+    retained: RetainedStore<Arc<Message>>,
+    timers: Timers,
+    outbox: Outbox,
+    /// Generator of assigned client ids.
+    rng: ChaCha20Rng,
+    stats: Stats,
+}
+
+impl Broker {
+    /// A broker with no sessions.
+    pub fn new(config: Config) -> Broker {
+        let rng = ChaCha20Rng::from_seed(config.client_id_seed);
+        Broker {
+            config,
+            now: Time::ZERO,
+            conns: BTreeMap::new(),
+            sessions: Slab::new(),
+            session_index: BTreeMap::new(),
+            router: Router::new(),
+            retained: RetainedStore::new(),
+            timers: Timers::default(),
+            outbox: Outbox::default(),
+            rng,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters of what the broker did and dropped.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Processes one input at time `now`. Time never runs backwards for the broker: an earlier
+    /// `now` than the last one counts as the last one.
+    pub fn handle(&mut self, now: Time, input: Input<'_>) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Open(open) => self.open(open),
+            Input::Received { conn, bytes } => self.received(conn, bytes),
+            Input::Closed { conn } => self.peer_closed(conn),
+            Input::Blocked { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.blocked = true;
+                }
+            }
+            Input::Writable { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    self.outbox.writable(conn, c);
+                }
+            }
+            Input::Tick => {}
+        }
+        self.run_timers();
+    }
+
+    /// The next thing for the driver to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.outbox.poll(&mut self.conns, &mut self.stats)
+    }
+
+    /// When the broker next needs [`Input::Tick`], if ever.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    fn open(&mut self, open: Open) {
+        if self.conns.contains_key(&open.conn) {
+            // The driver reused a live id: treat the old connection as gone.
+            self.peer_closed(open.conn);
+        }
+        if self
+            .config
+            .max_connections
+            .is_some_and(|max| self.conns.len() >= max)
+        {
+            self.stats.connections_refused += 1;
+            tracing::warn!(
+                conn = open.conn.0,
+                "max_connections reached, closing new connection"
+            );
+            self.outbox.refuse(open.conn);
+            return;
+        }
+        let conn = Connection::new(open.listener, open.peer, self.now);
+        self.conns.insert(open.conn, conn);
+        self.stats.connections_open += 1;
+        let deadline = self.now.plus_millis(self.config.connect_timeout_ms);
+        self.timers
+            .schedule(deadline, Timer::ConnectTimeout(open.conn));
+    }
+
+    /// Fires every timer that is due.
+    fn run_timers(&mut self) {
+        while let Some((at, timer)) = self.timers.pop_due(self.now) {
+            match timer {
+                Timer::ConnectTimeout(id) => {
+                    let expired = self.conns.get(&id).is_some_and(|c| {
+                        c.client().is_none()
+                            && c.opened.plus_millis(self.config.connect_timeout_ms) <= self.now
+                    });
+                    if expired {
+                        tracing::debug!(conn = id.0, "no CONNECT in time, closing");
+                        self.close_conn(id, None, close::WillAction::Discard);
+                    }
+                }
+                Timer::KeepAlive(id) => self.keep_alive_due(id, at),
+                Timer::SessionExpiry(key) => {
+                    let due = self
+                        .sessions
+                        .get(key)
+                        .is_some_and(|s| s.conn.is_none() && s.expires_at.is_some_and(|t| t == at));
+                    if due {
+                        self.end_session(key);
+                    }
+                }
+                Timer::WillDelay(key) => {
+                    let due = self.sessions.get(key).is_some_and(|s| {
+                        s.conn.is_none() && s.pending_will.as_ref().is_some_and(|(t, _)| *t == at)
+                    });
+                    if due && let Some((_, will)) = self.sessions[key].pending_will.take() {
+                        self.publish_will(will);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A keep alive deadline passed: close the connection unless bytes arrived since
+    /// [MQTT-3.1.2-24].
+    fn keep_alive_due(&mut self, id: ConnId, at: Time) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.keep_alive_timer != Some(at) {
+            return;
+        }
+        let Some(client) = conn.client() else {
+            return;
+        };
+        let deadline = keep_alive_deadline(conn.last_received, client.keep_alive);
+        if deadline > self.now {
+            conn.keep_alive_timer = Some(deadline);
+            self.timers.schedule(deadline, Timer::KeepAlive(id));
+        } else {
+            tracing::debug!(conn = id.0, client_id = %client.client_id, "keep alive timed out");
+            self.close_conn(
+                id,
+                Some(crate::codec::DisconnectReason::KeepAliveTimeout),
+                close::WillAction::Publish,
+            );
+        }
+    }
+}
+
+/// A client must be heard from within one and a half keep alive periods [MQTT-3.1.2-24].
+fn keep_alive_deadline(last: Time, keep_alive_secs: u16) -> Time {
+    last.plus_millis(u64::from(keep_alive_secs) * 1500)
+}

@@ -1,0 +1,332 @@
+//! Messages in and out: PUBLISH from clients and its acknowledgement, routing to subscribers,
+//! the outbound QoS flows and queue, and retained messages.
+
+use super::message::{Delivery, Message};
+use super::outbound::{QueueFull, Stage};
+use super::session::SessionKey;
+use super::subscribe::SubEntry;
+use super::{Broker, ConnId};
+use crate::codec::{
+    DisconnectReason, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec, PubRel,
+    PubRelReason, Publish, QoS, QosPid,
+};
+use std::sync::Arc;
+
+impl Broker {
+    /// A PUBLISH from a connected client.
+    pub(super) fn publish_received(&mut self, id: ConnId, key: SessionKey, p: Publish) {
+        let Some(client) = self.conns.get(&id).and_then(|c| c.client()) else {
+            return;
+        };
+        let v5 = client.version.is_v5();
+        // Only a server sends Subscription Identifiers [MQTT-3.3.4-6] (5.0).
+        if !p.properties.subscription_identifiers.is_empty() {
+            return self.protocol_error(id, DisconnectReason::ProtocolError);
+        }
+        // No Topic Alias Maximum is announced, so no alias may be used [MQTT-3.2.2-18] (5.0).
+        if p.properties.topic_alias.is_some() {
+            return self.protocol_error(id, DisconnectReason::TopicAliasInvalid);
+        }
+        // Retained messages switched off (5.0, 3.3.1.3; Mosquitto's retain_available).
+        if p.retain && !self.config.retain_available {
+            return self.protocol_error(id, DisconnectReason::RetainNotSupported);
+        }
+        self.stats.publish_received += 1;
+        match p.qos_pid {
+            QosPid::AtMostOnce => {
+                self.accept_message(Arc::new(Message::from_publish(p)), Some(key));
+            }
+            QosPid::AtLeastOnce(packet_id) => {
+                // Accept, then acknowledge [MQTT-4.3.2-2] (3.1.1) [MQTT-4.3.2-4] (5.0).
+                let matched = self.accept_message(Arc::new(Message::from_publish(p)), Some(key));
+                let mut ack = PubAck::success(packet_id);
+                if v5 && matched == 0 {
+                    ack.reason = PubAckReason::NoMatchingSubscribers;
+                }
+                self.reply(id, &Packet::PubAck(ack));
+            }
+            QosPid::ExactlyOnce(packet_id) => {
+                let session = &mut self.sessions[key];
+                let mut ack = PubRec::success(packet_id);
+                if !session.inbound_qos2.contains(&packet_id) {
+                    // The client may not exceed the Receive Maximum announced to it
+                    // [MQTT-3.3.4-7] (5.0); 3.1.x has no flow control but packet ids bound it.
+                    if v5 && session.inbound_qos2.len() >= usize::from(self.config.receive_maximum)
+                    {
+                        return self.protocol_error(id, DisconnectReason::ReceiveMaximumExceeded);
+                    }
+                    session.inbound_qos2.insert(packet_id);
+                    let msg = Arc::new(Message::from_publish(p));
+                    if self.accept_message(msg, Some(key)) == 0 && v5 {
+                        ack.reason = PubAckReason::NoMatchingSubscribers;
+                    }
+                }
+                // A repeat before PUBREL is acknowledged again, never delivered again
+                // [MQTT-4.3.3-2] (3.1.1) [MQTT-4.3.3-10] (5.0).
+                self.reply(id, &Packet::PubRec(ack));
+            }
+        }
+    }
+
+    /// PUBREL from a client releases an inbound QoS 2 packet id: answered with PUBCOMP
+    /// [MQTT-4.3.3-2] (3.1.1) [MQTT-4.3.3-11] (5.0), reason 0x92 if the id is unknown.
+    pub(super) fn pubrel_received(&mut self, id: ConnId, key: SessionKey, packet_id: PacketId) {
+        let known = self.sessions[key].inbound_qos2.remove(&packet_id);
+        let mut comp = PubComp::success(packet_id);
+        if !known {
+            comp.reason = PubRelReason::PacketIdentifierNotFound;
+        }
+        self.reply(id, &Packet::PubComp(comp));
+    }
+
+    pub(super) fn puback_received(&mut self, key: SessionKey, packet_id: PacketId) {
+        if self.sessions[key].outbound.puback(packet_id) {
+            self.pump(key);
+        }
+    }
+
+    /// PUBREC for an outbound QoS 2 message: answer with PUBREL [MQTT-4.3.3-1] (3.1.1)
+    /// [MQTT-4.3.3-4] (5.0), or end the flow when the reason code reports failure
+    /// [MQTT-4.4.0-2] (5.0). An unknown id gets PUBREL with reason 0x92.
+    pub(super) fn pubrec_received(&mut self, id: ConnId, key: SessionKey, r: PubRec) {
+        let outbound = &mut self.sessions[key].outbound;
+        if r.reason.is_error() {
+            if outbound.pubrec_refused(r.packet_id) {
+                self.pump(key);
+            }
+            return;
+        }
+        let mut rel = PubRel::success(r.packet_id);
+        if !outbound.pubrec(r.packet_id) {
+            rel.reason = PubRelReason::PacketIdentifierNotFound;
+        }
+        self.reply(id, &Packet::PubRel(rel));
+    }
+
+    pub(super) fn pubcomp_received(&mut self, key: SessionKey, packet_id: PacketId) {
+        if self.sessions[key].outbound.pubcomp(packet_id) {
+            self.pump(key);
+        }
+    }
+
+    /// Takes a message in: updates the retained store and routes it to the subscribers. Returns
+    /// the number of sessions it was routed to.
+    pub(super) fn accept_message(
+        &mut self,
+        msg: Arc<Message>,
+        origin: Option<SessionKey>,
+    ) -> usize {
+        if msg.retain {
+            self.retain(&msg);
+        }
+        self.route(msg, origin)
+    }
+
+    /// A PUBLISH with RETAIN replaces the topic's retained message; an empty payload only
+    /// removes it [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11] (3.1.1) [MQTT-3.3.1-5]
+    /// [MQTT-3.3.1-6] [MQTT-3.3.1-7] (5.0).
+    fn retain(&mut self, msg: &Arc<Message>) {
+        if msg.payload.is_empty() {
+            if self.retained.remove(&msg.topic).is_some() {
+                self.stats.retained_messages -= 1;
+            }
+            return;
+        }
+        let is_new = self.retained.get(&msg.topic).is_none();
+        if is_new && self.retained.len() >= self.config.max_retained_messages {
+            self.stats.dropped_retained_limit += 1;
+            tracing::warn!(topic = %msg.topic, "max_retained_messages reached, message not retained");
+            return;
+        }
+        self.retained.insert(&msg.topic, Arc::clone(msg));
+        if is_new {
+            self.stats.retained_messages += 1;
+        }
+    }
+
+    /// Delivers a message to every session with a matching subscription, once per session, at
+    /// the highest QoS its matching subscriptions grant [MQTT-3.3.5-1] (3.1.1), with every
+    /// matching Subscription Identifier (5.0, 3.3.4).
+    fn route(&mut self, msg: Arc<Message>, origin: Option<SessionKey>) -> usize {
+        let mut matches: Vec<(SessionKey, SubEntry)> = Vec::new();
+        self.router
+            .for_each_match(&msg.topic, |key, _filter, entry| {
+                matches.push((key, *entry))
+            });
+        // Group by session, in session order, so delivery order is deterministic.
+        matches.sort_by_key(|(key, _)| *key);
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < matches.len() {
+            let key = matches[i].0;
+            let end = i + matches[i..].iter().take_while(|(k, _)| *k == key).count();
+            let group = &matches[i..end];
+            i = end;
+            let mut best: Option<QoS> = None;
+            let mut retain_as_published = false;
+            let mut subscription_ids = Vec::new();
+            for (_, entry) in group {
+                // No Local: not back to the publisher's own session [MQTT-3.8.3-3] (5.0).
+                if entry.no_local && origin == Some(key) {
+                    continue;
+                }
+                best = best.max(Some(entry.qos));
+                retain_as_published |= entry.retain_as_published;
+                if let Some(sid) = entry.subscription_id {
+                    subscription_ids.push(sid);
+                }
+            }
+            let Some(granted) = best else {
+                continue;
+            };
+            subscription_ids.sort_unstable();
+            subscription_ids.dedup();
+            delivered += 1;
+            self.deliver(
+                key,
+                Delivery {
+                    // Never above what the subscription granted (3.1.1 and 5.0, 3.8.4).
+                    qos: granted.min(msg.qos),
+                    // RETAIN is cleared on forwarding unless Retain As Published
+                    // [MQTT-3.3.1-9] (3.1.1) (5.0, 3.3.1.3).
+                    retain: msg.retain && retain_as_published,
+                    subscription_ids,
+                    msg: Arc::clone(&msg),
+                },
+            );
+        }
+        delivered
+    }
+
+    /// Hands a delivery to a session: sent now if its client is connected and the window has
+    /// room, otherwise queued within the session's limits. What cannot be queued is counted.
+    pub(super) fn deliver(&mut self, key: SessionKey, d: Delivery) {
+        let window = self.window(key);
+        let session = &self.sessions[key];
+        let online = session.conn.is_some();
+        let can_send_now = online
+            && (d.qos == QoS::AtMostOnce
+                || (session.outbound.queue_is_empty() && session.outbound.has_room(window)));
+        if can_send_now {
+            self.send_delivery(key, d);
+            return;
+        }
+        let session = &mut self.sessions[key];
+        if d.qos == QoS::AtMostOnce && !online && !self.config.queue_qos0_messages {
+            self.stats.dropped_qos0_offline += 1;
+            return;
+        }
+        let (max_msgs, max_bytes) = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        match session.outbound.enqueue(d, max_msgs, max_bytes) {
+            Ok(()) => {
+                if session.dropped_unreported > 0 {
+                    tracing::warn!(client_id = %session.client_id, dropped = session.dropped_unreported, "queue accepting messages again");
+                    session.dropped_unreported = 0;
+                }
+            }
+            Err(full) => {
+                self.stats.dropped_queue_full += 1;
+                if session.dropped_unreported == 0 {
+                    let limit = match full {
+                        QueueFull::Messages => "max_queued_messages",
+                        QueueFull::Bytes => "max_queued_bytes",
+                    };
+                    tracing::warn!(client_id = %session.client_id, limit, "session queue full, dropping messages");
+                }
+                session.dropped_unreported += 1;
+            }
+        }
+    }
+
+    /// Outbound messages a session's client accepts in flight: the smaller of the configured
+    /// window and the client's Receive Maximum [MQTT-3.3.4-9] (5.0).
+    fn window(&self, key: SessionKey) -> usize {
+        let configured = match self.config.max_inflight_messages {
+            0 => usize::from(u16::MAX),
+            n => usize::from(n),
+        };
+        let client_max = self.sessions[key]
+            .conn
+            .and_then(|id| self.conns.get(&id))
+            .and_then(|c| c.client())
+            .map_or(usize::from(u16::MAX), |c| usize::from(c.receive_maximum));
+        configured.min(client_max)
+    }
+
+    /// Sends a delivery to the session's connected client: QoS 0 directly (unless the
+    /// connection's output is backed up), QoS 1 and 2 through the in-flight window.
+    fn send_delivery(&mut self, key: SessionKey, d: Delivery) {
+        let Some(id) = self.sessions[key].conn else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(client) = conn.client() else {
+            return;
+        };
+        let (version, max_size) = (client.version, client.max_packet_size);
+        if d.qos == QoS::AtMostOnce && conn.out.len() >= self.config.max_connection_buffer {
+            self.stats.dropped_qos0_backlog += 1;
+            return;
+        }
+        // Nothing larger than the client's Maximum Packet Size is sent; the message is dropped
+        // for this client as if delivered [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
+        let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
+        match probe.encoded_len(version) {
+            Ok(len) if len <= max_size as usize => {}
+            _ => {
+                self.stats.dropped_too_large += 1;
+                return;
+            }
+        }
+        let packet_id = if d.qos == QoS::AtMostOnce {
+            None
+        } else {
+            // A fresh packet id, unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
+            match self.sessions[key].outbound.start(d.clone()) {
+                Some(pid) => Some(pid),
+                None => return,
+            }
+        };
+        let packet = Packet::Publish(d.to_publish(packet_id, false));
+        match self.outbox.write(id, conn, version, &packet) {
+            Ok(_) => self.stats.publish_sent += 1,
+            Err(e) => tracing::error!(conn = id.0, error = %e, "cannot encode PUBLISH"),
+        }
+    }
+
+    /// Moves queued deliveries into the window while it has room and the client is connected.
+    pub(super) fn pump(&mut self, key: SessionKey) {
+        loop {
+            let session = &self.sessions[key];
+            if session.conn.is_none() {
+                return;
+            }
+            let Some(qos) = session.outbound.next_queued_qos() else {
+                return;
+            };
+            if qos != QoS::AtMostOnce && !session.outbound.has_room(self.window(key)) {
+                return;
+            }
+            let Some(d) = self.sessions[key].outbound.dequeue() else {
+                return;
+            };
+            self.send_delivery(key, d);
+        }
+    }
+}
+
+/// The packet that resends a message in flight when a session resumes: the PUBLISH again with
+/// DUP set, or the PUBREL if PUBREC had arrived [MQTT-4.4.0-1] [MQTT-4.3.3-6] (5.0).
+pub(super) fn resend_packet(packet_id: PacketId, stage: &Stage) -> Packet {
+    match stage {
+        Stage::Qos1Sent(d) | Stage::Qos2Sent(d) => {
+            Packet::Publish(d.to_publish(Some(packet_id), true))
+        }
+        Stage::Released => Packet::PubRel(PubRel::success(packet_id)),
+    }
+}

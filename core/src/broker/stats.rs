@@ -1,0 +1,35 @@
+//! Counters of what the broker did, and of everything it had to drop: nothing is dropped
+//! silently.
+
+/// Broker counters, read with [`crate::broker::Broker::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now, connected or still awaiting CONNECT.
+    pub connections_open: u64,
+    /// Clients connected now.
+    pub clients_connected: u64,
+    /// Sessions kept now, connected or not.
+    pub sessions: u64,
+    /// Connections closed at once because `max_connections` was reached.
+    pub connections_refused: u64,
+    /// PUBLISH packets received from clients.
+    pub publish_received: u64,
+    /// PUBLISH packets sent to clients, redeliveries included.
+    pub publish_sent: u64,
+    /// Messages not queued for a session because its queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages not sent because they exceed the receiving client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+    /// QoS 0 messages not sent because the connection's output buffer was full.
+    pub dropped_qos0_backlog: u64,
+    /// QoS 0 messages for offline sessions, not queued (as `queue_qos0_messages` says).
+    pub dropped_qos0_offline: u64,
+    /// Retained messages not stored because `max_retained_messages` was reached.
+    pub dropped_retained_limit: u64,
+    /// Retained messages stored now.
+    pub retained_messages: u64,
+    /// Bytes received from clients.
+    pub bytes_received: u64,
+    /// Bytes handed to the driver to send.
+    pub bytes_sent: u64,
+}

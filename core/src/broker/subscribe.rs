@@ -1,0 +1,115 @@
+//! SUBSCRIBE and UNSUBSCRIBE, and the retained messages a new subscription receives.
+
+use super::message::Delivery;
+use super::session::SessionKey;
+use super::{Broker, ConnId};
+use crate::codec::topic;
+use crate::codec::{
+    AckProperties, Packet, QoS, RetainHandling, SubAck, SubAckReason, Subscribe, UnsubAck,
+    UnsubAckReason, Unsubscribe,
+};
+use std::sync::Arc;
+
+/// What the router keeps for one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubEntry {
+    /// The maximum QoS granted.
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// The MQTT 5 Subscription Identifier given with the SUBSCRIBE, if any.
+    pub subscription_id: Option<u32>,
+}
+
+impl Broker {
+    /// Each filter is handled as if it came in a SUBSCRIBE of its own [MQTT-3.8.4-4] (3.1.1)
+    /// [MQTT-3.8.4-5] (5.0); the SUBACK carries one reason per filter, in order
+    /// [MQTT-3.8.4-5] (3.1.1) [MQTT-3.8.4-6] (5.0), and precedes the retained messages.
+    pub(super) fn subscribe(&mut self, id: ConnId, key: SessionKey, s: Subscribe) {
+        let subscription_id = s.properties.subscription_identifier;
+        let mut reasons = Vec::with_capacity(s.subscriptions.len());
+        let mut retained = Vec::new();
+        for sub in s.subscriptions {
+            let session = &mut self.sessions[key];
+            if topic::is_shared(&sub.filter) {
+                // Shared subscriptions are not offered yet (announced in CONNACK).
+                reasons.push(SubAckReason::SharedSubscriptionsNotSupported);
+                continue;
+            }
+            let is_new = !session.subscriptions.contains(&sub.filter);
+            if is_new && session.subscriptions.len() >= self.config.max_subscriptions_per_session {
+                tracing::warn!(client_id = %session.client_id, "max_subscriptions_per_session reached");
+                reasons.push(SubAckReason::QuotaExceeded);
+                continue;
+            }
+            let granted = sub.options.qos;
+            let entry = SubEntry {
+                qos: granted,
+                no_local: sub.options.no_local,
+                retain_as_published: sub.options.retain_as_published,
+                subscription_id,
+            };
+            // An identical filter replaces the subscription [MQTT-3.8.4-3].
+            self.router.insert(&sub.filter, key, entry);
+            session.subscriptions.insert(sub.filter.clone());
+            reasons.push(SubAckReason::granted(granted));
+
+            // Retained messages for the new subscription [MQTT-3.3.1-6] (3.1.1); in MQTT 5 as
+            // Retain Handling says [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+            let send_retained = match sub.options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => is_new,
+                RetainHandling::Never => false,
+            };
+            if send_retained {
+                self.retained.for_each_match(&sub.filter, |_topic, msg| {
+                    retained.push(Delivery {
+                        // The lower of the message's QoS and the granted QoS [MQTT-3.8.4-6]
+                        // (3.1.1) [MQTT-3.8.4-8] (5.0).
+                        qos: msg.qos.min(granted),
+                        // Sent because of a new subscription: RETAIN set [MQTT-3.3.1-8]
+                        // (3.1.1) (5.0, 3.3.1.3).
+                        retain: true,
+                        subscription_ids: subscription_id.into_iter().collect(),
+                        msg: Arc::clone(msg),
+                    });
+                });
+            }
+        }
+        let suback = Packet::SubAck(SubAck {
+            // [MQTT-3.8.4-1] [MQTT-3.8.4-2]
+            packet_id: s.packet_id,
+            properties: AckProperties::default(),
+            reasons,
+        });
+        self.reply(id, &suback);
+        for d in retained {
+            self.deliver(key, d);
+        }
+    }
+
+    /// Filters are compared character by character [MQTT-3.10.4-1]; messages already in flight
+    /// complete [MQTT-3.10.4-3]; UNSUBACK is sent even if nothing was removed
+    /// [MQTT-3.10.4-4] [MQTT-3.10.4-5].
+    pub(super) fn unsubscribe(&mut self, id: ConnId, key: SessionKey, u: Unsubscribe) {
+        let session = &mut self.sessions[key];
+        let reasons = u
+            .filters
+            .iter()
+            .map(|filter| {
+                if session.subscriptions.remove(filter) {
+                    self.router.remove(filter, key);
+                    UnsubAckReason::Success
+                } else {
+                    UnsubAckReason::NoSubscriptionExisted
+                }
+            })
+            .collect();
+        let unsuback = Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: AckProperties::default(),
+            reasons,
+        });
+        self.reply(id, &unsuback);
+    }
+}
