@@ -1,7 +1,7 @@
 //! An in-memory world for broker tests: fake clients exchange encoded packets with a real
 //! `Broker`, with no sockets and a virtual clock. Everything the broker sends is decoded in the
 //! receiving client's protocol version, so tests assert on packets, not bytes.
-#![allow(dead_code)] // Each test file uses a different part of the harness.
+#![allow(dead_code, unused_imports)] // Each test file uses a different part of the harness.
 
 use bytes::{Bytes, BytesMut};
 use midge_core::broker::{Action, Broker, Config, ConnId, Input, ListenerId, Open, Time};
