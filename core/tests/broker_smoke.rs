@@ -40,3 +40,49 @@ fn qos2_flow_delivers_once() {
     w.send(sub, &pubcomp(id));
     w.recv_none(sub);
 }
+
+#[test]
+fn a_client_that_does_not_read_cannot_grow_its_output_without_bound() {
+    use bytes::BytesMut;
+    use midge_core::broker::Config;
+    let mut w = World::new(Config {
+        max_connection_buffer: 64,
+        ..Config::default()
+    });
+    let publ = w.client(V3_1_1, "flood");
+    w.blocked(publ);
+    // 100 QoS 1 publishes in one read: each is answered with a 4-byte PUBACK.
+    let mut burst = BytesMut::new();
+    for i in 1..=100u16 {
+        let p = match publish("t", b"x", QoS::AtLeastOnce, i) {
+            Packet::Publish(p) => p,
+            _ => unreachable!(),
+        };
+        Packet::Publish(p)
+            .encode(V3_1_1, &mut burst)
+            .expect("encodes");
+    }
+    w.send_raw(publ, &burst);
+    assert!(
+        w.is_read_paused(publ),
+        "reading should pause once output is full"
+    );
+    w.recv_none(publ); // Blocked: nothing handed over yet.
+    // Draining the output resumes reading; every publish is eventually acknowledged, in order.
+    let mut acked = Vec::new();
+    for _ in 0..100 {
+        w.writable(publ);
+        for p in w.recv(publ) {
+            match p {
+                Packet::PubAck(a) => acked.push(a.packet_id.get()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        if acked.len() == 100 {
+            break;
+        }
+        w.blocked(publ);
+    }
+    assert_eq!(acked, (1..=100).collect::<Vec<u16>>());
+    assert!(!w.is_read_paused(publ));
+}

@@ -46,7 +46,8 @@ pub struct Config {
     /// session's queue limits.
     pub max_retained_messages: usize,
     /// Bytes of output a connection may have waiting for the network before QoS 0 messages to it
-    /// are dropped (counted). QoS 1 and 2 messages wait in the session queue instead.
+    /// are dropped (counted) and the broker stops reading its packets until the output drains.
+    /// QoS 1 and 2 messages wait in the session queue instead.
     pub max_connection_buffer: usize,
     /// Seed of the generator for assigned client ids. The daemon seeds it from the operating
     /// system so that ids cannot be guessed; the simulator from its run's seed.

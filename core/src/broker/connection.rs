@@ -53,6 +53,8 @@ pub(crate) struct Connection {
     pub out: BytesMut,
     /// The driver cannot write to the socket now.
     pub blocked: bool,
+    /// The driver was asked to stop reading: output is backed up past its limit.
+    pub read_paused: bool,
     /// When bytes last arrived, for keep alive.
     pub last_received: Time,
     /// The keep alive timer currently scheduled.
@@ -69,6 +71,7 @@ impl Connection {
             read_buf: BytesMut::new(),
             out: BytesMut::new(),
             blocked: false,
+            read_paused: false,
             last_received: now,
             keep_alive_timer: None,
             state: ConnState::AwaitingConnect,

@@ -3,7 +3,7 @@
 
 use super::close::WillAction;
 use super::connection::ConnState;
-use super::{Broker, ConnId};
+use super::{Action, Broker, ConnId};
 use crate::codec::{self, ConnAck, ConnectReason, DecodeError, DisconnectReason, Packet};
 use crate::codec::{ConnAckProperties, ProtocolVersion};
 
@@ -13,11 +13,24 @@ impl Broker {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.read_buf.extend_from_slice(bytes);
-        conn.last_received = self.now;
+        if !bytes.is_empty() {
+            conn.read_buf.extend_from_slice(bytes);
+            conn.last_received = self.now;
+        }
         self.stats.bytes_received += bytes.len() as u64;
         // Each iteration re-fetches the connection: a handler may have closed it.
         while let Some(conn) = self.conns.get_mut(&id) {
+            // A client that does not read what it is sent may not make the broker write more:
+            // its further packets wait until the output drains, so the output buffer stays
+            // bounded whatever the client sends.
+            if conn.read_paused {
+                break;
+            }
+            if conn.blocked && conn.out.len() >= self.config.max_connection_buffer {
+                conn.read_paused = true;
+                self.outbox.push(Action::PauseRead { conn: id });
+                break;
+            }
             // Before CONNECT only a CONNECT is acceptable, and it decodes by its own version;
             // peeking at that version first lets a CONNECT that fails be answered in it.
             let version = match &conn.state {

@@ -92,6 +92,12 @@ pub enum Action {
     /// Close the connection once the bytes sent before are written. The broker has already
     /// forgotten it; a later `Closed` for it is ignored.
     Close { conn: ConnId },
+    /// Stop reading from the connection: its client sends faster than it reads what the broker
+    /// answers, and the answers have filled the connection's output limit. Bytes already read
+    /// may still be passed in; they wait, undecoded, until `ResumeRead`.
+    PauseRead { conn: ConnId },
+    /// Read from the connection again.
+    ResumeRead { conn: ConnId },
 }
 
 /// The MQTT broker state machine.
@@ -157,6 +163,12 @@ impl Broker {
             Input::Writable { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     self.outbox.writable(conn, c);
+                    if c.read_paused {
+                        c.read_paused = false;
+                        self.outbox.push(Action::ResumeRead { conn });
+                        // Packets that waited while reading was paused.
+                        self.received(conn, &[]);
+                    }
                 }
             }
             Input::Tick => {}

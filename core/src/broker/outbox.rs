@@ -53,6 +53,11 @@ impl Outbox {
         self.actions.push_back(Action::Close { conn: id });
     }
 
+    /// Queues an action that does not carry output.
+    pub(crate) fn push(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
     /// Closes a connection the broker never accepted.
     pub(crate) fn refuse(&mut self, id: ConnId) {
         self.actions.push_back(Action::Close { conn: id });

@@ -25,6 +25,8 @@ pub struct World {
     /// Version each connection's bytes are decoded in.
     versions: BTreeMap<ConnId, ProtocolVersion>,
     closed: BTreeSet<ConnId>,
+    /// Connections the broker asked not to be read.
+    paused: BTreeSet<ConnId>,
     /// Every action in order, for determinism checks.
     pub log: Vec<Action>,
 }
@@ -38,6 +40,7 @@ impl World {
             inbox: BTreeMap::new(),
             versions: BTreeMap::new(),
             closed: BTreeSet::new(),
+            paused: BTreeSet::new(),
             log: Vec::new(),
         }
     }
@@ -64,6 +67,12 @@ impl World {
                 }
                 Action::Close { conn } => {
                     self.closed.insert(*conn);
+                }
+                Action::PauseRead { conn } => {
+                    self.paused.insert(*conn);
+                }
+                Action::ResumeRead { conn } => {
+                    self.paused.remove(conn);
                 }
             }
             self.log.push(action);
@@ -152,6 +161,11 @@ impl World {
     pub fn recv_none(&mut self, conn: ConnId) {
         let packets = self.recv(conn);
         assert!(packets.is_empty(), "expected nothing, got {packets:?}");
+    }
+
+    /// The broker asked the driver to stop reading this connection.
+    pub fn is_read_paused(&self, conn: ConnId) -> bool {
+        self.paused.contains(&conn)
     }
 
     pub fn is_closed(&self, conn: ConnId) -> bool {
