@@ -7,7 +7,7 @@ use super::session::SessionKey;
 use super::subscribe::SubEntry;
 use super::{Broker, ConnId};
 use crate::codec::{
-    DisconnectReason, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec, PubRel,
+    DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec, PubRel,
     PubRelReason, Publish, QoS, QosPid,
 };
 use std::sync::Arc;
@@ -275,10 +275,12 @@ impl Broker {
         }
         // Nothing larger than the client's Maximum Packet Size is sent; the message is dropped
         // for this client as if delivered [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
-        let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
-        match probe.encoded_len(version) {
-            Ok(len) if len <= max_size as usize => {}
-            _ => {
+        if max_size < MAX_PACKET_SIZE {
+            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
+            if probe
+                .encoded_len(version)
+                .is_ok_and(|len| len > max_size as usize)
+            {
                 self.stats.dropped_too_large += 1;
                 return;
             }
