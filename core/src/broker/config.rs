@@ -23,8 +23,9 @@ pub struct Config {
     /// Queue QoS 0 messages for offline persistent sessions (Mosquitto's queue_qos0_messages).
     pub queue_qos0_messages: bool,
     /// Largest keep alive a client may ask for; `None` means no limit. An MQTT 5 client asking
-    /// for more (or for 0) is told the maximum as Server Keep Alive; a 3.1.x client has no way to
-    /// be told, so it is refused with "identifier rejected", as Mosquitto documents.
+    /// for more, or for 0 (none at all), is told the maximum as Server Keep Alive; a 3.1.x client
+    /// asking for more or for 0 has no way to be told, so it is refused with "identifier
+    /// rejected", as Mosquitto documents.
     pub max_keepalive: Option<u16>,
     /// Whether retained messages are supported (Mosquitto's retain_available).
     pub retain_available: bool,
@@ -43,7 +44,8 @@ pub struct Config {
     /// Sessions, connected or not, the broker keeps.
     pub max_sessions: usize,
     /// Retained messages the broker keeps. Retained messages are never counted against a
-    /// session's queue limits.
+    /// session's queue limits; at most this many of those sent on subscribe wait in one
+    /// session's queue, and more are dropped (counted in `dropped_queue_full`).
     pub max_retained_messages: usize,
     /// Bytes of output a connection may have waiting for the network before QoS 0 messages to it
     /// are dropped (counted) and the broker stops reading its packets until the output drains.

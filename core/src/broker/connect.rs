@@ -18,6 +18,13 @@ impl Broker {
     pub(super) fn connect(&mut self, id: ConnId, c: Connect) {
         let version = c.protocol_version;
 
+        // Enhanced authentication is not offered: a client asking for it is refused and closed
+        // [MQTT-4.12.0-1] (5.0), as a successful CONNACK would have to echo its method
+        // [MQTT-4.12.0-5] (5.0). Mosquitto answers 0x8C too when no plugin handles the method.
+        if c.properties.authentication_method.is_some() {
+            return self.refuse(id, version, ConnectReason::BadAuthenticationMethod);
+        }
+
         // Client identifier [MQTT-3.1.3-6] [MQTT-3.1.3-8] [MQTT-3.1.3-9] (3.1.1)
         // [MQTT-3.1.3-6] [MQTT-3.1.3-8] (5.0).
         let mut assigned = None;

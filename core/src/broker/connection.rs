@@ -55,7 +55,8 @@ pub(crate) struct Connection {
     pub blocked: bool,
     /// The driver was asked to stop reading: output is backed up past its limit.
     pub read_paused: bool,
-    /// When bytes last arrived, for keep alive.
+    /// When bytes last arrived, for keep alive. Any bytes count, not only whole packets: they
+    /// prove the connection alive, and a large packet on a slow link must not time out halfway.
     pub last_received: Time,
     /// The keep alive timer currently scheduled.
     pub keep_alive_timer: Option<Time>,
