@@ -42,6 +42,9 @@ pub(crate) struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
+    /// A retained message sent because a subscription was made: not counted against the
+    /// session's queue limits (see `Config::max_retained_messages`).
+    pub on_subscribe: bool,
 }
 
 impl Delivery {

@@ -33,13 +33,19 @@ pub(crate) struct Inflight {
 pub(crate) enum QueueFull {
     Messages,
     Bytes,
+    /// Too many retained messages sent on subscribe are waiting already.
+    Retained,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
     inflight: BTreeMap<PacketId, Inflight>,
     queue: VecDeque<Delivery>,
+    /// Payload bytes of the queued deliveries the queue limits count.
     queued_bytes: usize,
+    /// Queued retained messages sent because of a new subscription, which the queue limits do
+    /// not count.
+    queued_on_subscribe: usize,
     last_packet_id: u16,
     next_seq: u64,
 }
@@ -139,14 +145,26 @@ impl Outbound {
         all.into_iter().map(|(_, id, stage)| (id, stage)).collect()
     }
 
-    /// Queues a delivery behind the others, unless a limit (0 = none) forbids it.
+    /// Queues a delivery behind the others, unless a limit (0 = none) forbids it. Retained
+    /// messages sent because of a new subscription are not counted against `max_messages` and
+    /// `max_bytes`, so that a subscription matching many of them gets them all; at most
+    /// `max_retained` of them wait at a time.
     pub(crate) fn enqueue(
         &mut self,
         delivery: Delivery,
         max_messages: usize,
         max_bytes: usize,
+        max_retained: usize,
     ) -> Result<(), QueueFull> {
-        if max_messages != 0 && self.queue.len() >= max_messages {
+        if delivery.on_subscribe {
+            if self.queued_on_subscribe >= max_retained {
+                return Err(QueueFull::Retained);
+            }
+            self.queued_on_subscribe += 1;
+            self.queue.push_back(delivery);
+            return Ok(());
+        }
+        if max_messages != 0 && self.queue.len() - self.queued_on_subscribe >= max_messages {
             return Err(QueueFull::Messages);
         }
         let size = delivery.queued_bytes();
@@ -161,7 +179,11 @@ impl Outbound {
     /// The oldest queued delivery.
     pub(crate) fn dequeue(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
-        self.queued_bytes -= d.queued_bytes();
+        if d.on_subscribe {
+            self.queued_on_subscribe -= 1;
+        } else {
+            self.queued_bytes -= d.queued_bytes();
+        }
         Some(d)
     }
 

@@ -7,8 +7,8 @@ use super::session::SessionKey;
 use super::subscribe::SubEntry;
 use super::{Broker, ConnId};
 use crate::codec::{
-    DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec, PubRel,
-    PubRelReason, Publish, QoS, QosPid,
+    DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec,
+    PubRel, PubRelReason, Publish, QoS, QosPid,
 };
 use std::sync::Arc;
 
@@ -191,6 +191,7 @@ impl Broker {
                     // [MQTT-3.3.1-9] (3.1.1) (5.0, 3.3.1.3).
                     retain: msg.retain && retain_as_published,
                     subscription_ids,
+                    on_subscribe: false,
                     msg: Arc::clone(&msg),
                 },
             );
@@ -220,7 +221,11 @@ impl Broker {
             self.config.max_queued_messages,
             self.config.max_queued_bytes,
         );
-        match session.outbound.enqueue(d, max_msgs, max_bytes) {
+        let max_retained = self.config.max_retained_messages;
+        match session
+            .outbound
+            .enqueue(d, max_msgs, max_bytes, max_retained)
+        {
             Ok(()) => {
                 if session.dropped_unreported > 0 {
                     tracing::warn!(client_id = %session.client_id, dropped = session.dropped_unreported, "queue accepting messages again");
@@ -233,6 +238,7 @@ impl Broker {
                     let limit = match full {
                         QueueFull::Messages => "max_queued_messages",
                         QueueFull::Bytes => "max_queued_bytes",
+                        QueueFull::Retained => "max_retained_messages",
                     };
                     tracing::warn!(client_id = %session.client_id, limit, "session queue full, dropping messages");
                 }

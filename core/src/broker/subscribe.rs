@@ -71,6 +71,7 @@ impl Broker {
                         // (3.1.1) (5.0, 3.3.1.3).
                         retain: true,
                         subscription_ids: subscription_id.into_iter().collect(),
+                        on_subscribe: true,
                         msg: Arc::clone(msg),
                     });
                 });
