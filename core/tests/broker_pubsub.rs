@@ -1873,3 +1873,147 @@ fn qos0_beyond_connection_buffer_dropped_while_blocked() {
     assert_eq!(w.recv(sub), [msg("bp", payloads[3], q0(), false, false)]);
     assert_eq!(w.broker.stats().dropped_qos0_backlog, 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resume within the new connection's limits, QoS 0 order and back-pressure
+// ---------------------------------------------------------------------------------------------
+
+/// A resumed session resends its messages in flight within the new connection's Receive
+/// Maximum: [MQTT-4.4.0-1] with [MQTT-3.3.4-9] (5.0). The rest follow as acknowledgements free
+/// the window, in their original order and with their original packet ids.
+#[test]
+fn mqtt_3_3_4_9_resume_respects_the_new_receive_maximum() {
+    let mut w = World::new(config(|c| c.max_inflight_messages = 10));
+    let (sub, _) = w.connect(persistent(V5, "sub"));
+    w.subscribe(sub, "t", Q1);
+    let publ = w.client(V3_1_1, "pub");
+    for (i, payload) in [b"m1", b"m2", b"m3", b"m4", b"m5"].into_iter().enumerate() {
+        w.send(publ, &publish("t", payload, Q1, i as u16 + 1));
+    }
+    assert_eq!(publishes(&w.recv(sub)).len(), 5);
+    w.peer_close(sub);
+
+    let mut again = persistent(V5, "sub");
+    again.properties.receive_maximum = NonZeroU16::new(2);
+    let (sub, ack, rest) = connect_resuming(&mut w, again);
+    assert!(ack.session_present);
+    assert_eq!(
+        rest,
+        [
+            msg("t", b"m1", q1(1), true, false),
+            msg("t", b"m2", q1(2), true, false)
+        ]
+    );
+    w.send(sub, &puback(pid(1)));
+    assert_eq!(w.recv(sub), [msg("t", b"m3", q1(3), true, false)]);
+    w.send(sub, &puback(pid(2)));
+    w.send(sub, &puback(pid(3)));
+    assert_eq!(
+        w.recv(sub),
+        [
+            msg("t", b"m4", q1(4), true, false),
+            msg("t", b"m5", q1(5), true, false)
+        ]
+    );
+}
+
+/// A message in flight that is too large for the new connection's Maximum Packet Size is not
+/// resent; it is dropped and counted [MQTT-3.1.2-27] (5.0).
+#[test]
+fn mqtt_3_1_2_27_resume_drops_messages_too_large_for_the_new_connection() {
+    let mut w = World::default();
+    let (sub, _) = w.connect(persistent(V5, "sub"));
+    w.subscribe(sub, "t", Q1);
+    let publ = w.client(V3_1_1, "pub");
+    w.send(
+        publ,
+        &publish("t", b"a long payload that will not fit", Q1, 1),
+    );
+    w.send(publ, &publish("t", b"ok", Q1, 2));
+    assert_eq!(publishes(&w.recv(sub)).len(), 2);
+    w.peer_close(sub);
+
+    let mut again = persistent(V5, "sub");
+    again.properties.maximum_packet_size = NonZeroU32::new(16);
+    let (_sub, _, rest) = connect_resuming(&mut w, again);
+    assert_eq!(rest, [msg("t", b"ok", q1(2), true, false)]);
+    assert_eq!(w.broker.stats().dropped_too_large, 1);
+}
+
+/// With QoS 0 queued for an offline session, a QoS 0 message arriving after the reconnect does
+/// not overtake the queued ones: same topic and QoS keep their order [MQTT-4.6.0-6] (3.1.1)
+/// [MQTT-4.6.0-5] (5.0).
+#[test]
+fn queued_qos0_keeps_its_order_ahead_of_new_qos0() {
+    let mut w = World::new(config(|c| {
+        c.queue_qos0_messages = true;
+        c.max_inflight_messages = 1;
+    }));
+    let (sub, _) = w.connect(persistent(V3_1_1, "sub"));
+    w.subscribe(sub, "t", Q1);
+    w.peer_close(sub);
+    let publ = w.client(V3_1_1, "pub");
+    w.send(publ, &publish("t", b"m1", Q1, 1));
+    w.send(publ, &publish("t", b"m2", Q1, 2));
+    w.send(publ, &publish("t", b"z1", Q0, 0));
+
+    let (sub, _, rest) = connect_resuming(&mut w, persistent(V3_1_1, "sub"));
+    assert_eq!(rest, [msg("t", b"m1", q1(1), false, false)]);
+    w.send(publ, &publish("t", b"z2", Q0, 0));
+    w.recv_none(sub);
+    w.send(sub, &puback(pid(1)));
+    assert_eq!(
+        w.recv(sub),
+        [
+            msg("t", b"m2", q1(2), false, false),
+            msg("t", b"z1", q0(), false, false),
+            msg("t", b"z2", q0(), false, false)
+        ]
+    );
+}
+
+/// Retained QoS 0 messages sent on subscribe are not lost to `max_connection_buffer`: the
+/// limit applies to a connection the driver reports blocked, and even then retained messages
+/// wait for the output to drain instead of being dropped [MQTT-3.3.1-6] (3.1.1).
+#[test]
+fn retained_qos0_on_subscribe_is_not_dropped_by_the_connection_buffer() {
+    let mut w = World::new(config(|c| c.max_connection_buffer = 32));
+    let publ = w.client(V3_1_1, "pub");
+    let names = ["r/0", "r/1", "r/2", "r/3", "r/4", "r/5", "r/6", "r/7"];
+    for topic in names {
+        w.send(publ, &publish_retained(topic, b"retained payload", Q0, 0));
+    }
+    // Not blocked: every retained message arrives at once.
+    let a = w.client(V3_1_1, "a");
+    w.send(a, &subscribe(1, "r/#", Q0));
+    let got = w.recv(a);
+    assert_eq!(publishes(&got).len(), names.len(), "{got:?}");
+    // Blocked: they wait and arrive when the connection drains.
+    let b = w.client(V3_1_1, "b");
+    w.blocked(b);
+    w.send(b, &subscribe(1, "r/#", Q0));
+    w.recv_none(b);
+    let mut received = Vec::new();
+    for _ in 0..names.len() + 1 {
+        w.writable(b);
+        received.extend(topics_and_acks(&mut w, b));
+        w.blocked(b);
+    }
+    let expected: Vec<String> = std::iter::once("SUBACK".to_owned())
+        .chain(names.iter().map(|t| t.to_string()))
+        .collect();
+    assert_eq!(received, expected);
+    assert_eq!(w.broker.stats().dropped_qos0_backlog, 0);
+}
+
+/// Names what a connection received: topics of PUBLISH packets, "SUBACK" for SUBACKs.
+fn topics_and_acks(w: &mut World, conn: ConnId) -> Vec<String> {
+    w.recv(conn)
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => p.topic.to_string(),
+            Packet::SubAck(_) => "SUBACK".to_owned(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}

@@ -78,10 +78,19 @@ impl Broker {
 
         // An existing connection for this client id is closed [MQTT-3.1.4-2] (3.1.1)
         // [MQTT-3.1.4-3] (5.0).
-        let existing = self.session_index.get(&client_id).copied();
+        let mut existing = self.session_index.get(&client_id).copied();
         if let Some(old) = existing.and_then(|key| self.sessions[key].conn) {
             tracing::info!(client_id = %client_id, "session taken over by a new connection");
             self.close_taken_over(old);
+            // A session that lasts as long as its connection ends with it: a clean session is
+            // never resumed [MQTT-3.1.2-6] (3.1.1), nor one with Session Expiry Interval 0
+            // (5.0, 3.1.4), whose delayed will is then published.
+            if let Some(key) = existing
+                && self.sessions[key].expiry == Expiry::OnDisconnect
+            {
+                self.end_session(key);
+                existing = None;
+            }
         }
 
         // Clean start discards the old session [MQTT-3.1.2-6] (3.1.1) [MQTT-3.1.2-4] (5.0);
@@ -166,7 +175,7 @@ impl Broker {
         });
         self.reply(id, &connack);
         if session_present {
-            self.resume_session(id, key);
+            self.resume_session(key);
         }
     }
 
@@ -222,21 +231,11 @@ impl Broker {
         }
     }
 
-    /// A resumed session first resends what was in flight, in order, PUBLISH with DUP set and
-    /// PUBREL where PUBREC had arrived [MQTT-4.4.0-1], then continues with its queue.
-    fn resume_session(&mut self, id: ConnId, key: SessionKey) {
-        let resend: Vec<Packet> = self.sessions[key]
-            .outbound
-            .inflight_in_order()
-            .into_iter()
-            .map(|(packet_id, stage)| super::publish::resend_packet(packet_id, stage))
-            .collect();
-        for packet in &resend {
-            if matches!(packet, Packet::Publish(_)) {
-                self.stats.publish_sent += 1;
-            }
-            self.reply(id, packet);
-        }
+    /// A resumed session first resends what was in flight, in order, PUBREL where PUBREC had
+    /// arrived and PUBLISH with DUP set within the new connection's window [MQTT-4.4.0-1]
+    /// [MQTT-3.3.4-9] (5.0), then continues with its queue.
+    fn resume_session(&mut self, key: SessionKey) {
+        self.sessions[key].outbound.resume();
         self.pump(key);
     }
 }

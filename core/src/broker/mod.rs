@@ -163,11 +163,18 @@ impl Broker {
             Input::Writable { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     self.outbox.writable(conn, c);
+                    let session = c.client().map(|client| client.session);
                     if c.read_paused {
                         c.read_paused = false;
                         self.outbox.push(Action::ResumeRead { conn });
                         // Packets that waited while reading was paused.
                         self.received(conn, &[]);
+                    }
+                    // QoS 0 messages that waited for the output to drain.
+                    if let Some(key) = session
+                        && self.sessions.contains(key)
+                    {
+                        self.pump(key);
                     }
                 }
             }

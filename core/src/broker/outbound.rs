@@ -28,6 +28,13 @@ pub(crate) struct Inflight {
     pub stage: Stage,
 }
 
+/// A message in flight to send again on a new connection.
+#[derive(Debug)]
+pub(crate) enum Resend {
+    Publish(PacketId, Delivery),
+    Release(PacketId),
+}
+
 /// Why a message could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum QueueFull {
@@ -46,6 +53,13 @@ pub(crate) struct Outbound {
     /// Queued retained messages sent because of a new subscription, which the queue limits do
     /// not count.
     queued_on_subscribe: usize,
+    /// Queued QoS 0 deliveries: a new QoS 0 message may skip the window, but not these.
+    queued_qos0: usize,
+    /// Messages in flight from an earlier connection, in their original order, still to be
+    /// sent again on this one.
+    resend: VecDeque<PacketId>,
+    /// How many of `resend` are PUBLISHes, which wait for room in the new window.
+    waiting_publishes: usize,
     last_packet_id: u16,
     next_seq: u64,
 }
@@ -63,9 +77,66 @@ impl Outbound {
         self.queue.is_empty()
     }
 
-    /// True when the window has room for another message in flight.
+    /// True when the window has room for another message in flight. Messages waiting to be
+    /// published again after a reconnect are not in the new connection's window yet.
     pub(crate) fn has_room(&self, window: usize) -> bool {
-        self.inflight.len() < window
+        self.inflight.len() - self.waiting_publishes < window
+    }
+
+    /// True when a queued QoS 0 message waits.
+    pub(crate) fn has_queued_qos0(&self) -> bool {
+        self.queued_qos0 > 0
+    }
+
+    /// Prepares for a new connection of the session: every message in flight must be sent
+    /// again, PUBLISH or PUBREL, in the order first sent [MQTT-4.4.0-1]; `next_resend` hands
+    /// them out.
+    pub(crate) fn resume(&mut self) {
+        let order: Vec<(PacketId, bool)> = self
+            .inflight_in_order()
+            .into_iter()
+            .map(|(id, stage)| (id, !matches!(stage, Stage::Released)))
+            .collect();
+        self.waiting_publishes = order.iter().filter(|(_, publish)| *publish).count();
+        self.resend = order.into_iter().map(|(id, _)| id).collect();
+    }
+
+    /// True while messages from an earlier connection wait to be sent again; they go before
+    /// anything queued.
+    pub(crate) fn has_resend(&self) -> bool {
+        !self.resend.is_empty()
+    }
+
+    /// The next message in flight to send again: a PUBREL at once (the client holds that
+    /// message already), a PUBLISH when the window has room. `None` when nothing more may be
+    /// sent now.
+    pub(crate) fn next_resend(&mut self, window: usize) -> Option<Resend> {
+        loop {
+            let id = *self.resend.front()?;
+            match self.inflight.get(&id).map(|e| &e.stage) {
+                None => {
+                    self.resend.pop_front();
+                }
+                Some(Stage::Released) => {
+                    self.resend.pop_front();
+                    return Some(Resend::Release(id));
+                }
+                Some(Stage::Qos1Sent(d) | Stage::Qos2Sent(d)) => {
+                    if !self.has_room(window) {
+                        return None;
+                    }
+                    let d = d.clone();
+                    self.resend.pop_front();
+                    self.waiting_publishes -= 1;
+                    return Some(Resend::Publish(id, d));
+                }
+            }
+        }
+    }
+
+    /// Gives up a message in flight that can no longer be sent (too large for the client).
+    pub(crate) fn abandon(&mut self, id: PacketId) {
+        self.remove(id);
     }
 
     /// A packet id not in use by another message in flight. The window is at most 65,535, so
@@ -105,10 +176,12 @@ impl Outbound {
     pub(crate) fn pubrec(&mut self, id: PacketId) -> bool {
         match self.inflight.get_mut(&id) {
             Some(entry) => match entry.stage {
-                Stage::Qos2Sent(_) | Stage::Released => {
-                    entry.stage = Stage::Released;
+                Stage::Qos2Sent(_) => {
+                    let stage = std::mem::replace(&mut entry.stage, Stage::Released);
+                    self.forget_resend(id, &stage);
                     true
                 }
+                Stage::Released => true,
                 Stage::Qos1Sent(_) => false,
             },
             None => false,
@@ -127,15 +200,32 @@ impl Outbound {
 
     fn remove_if(&mut self, id: PacketId, want: impl Fn(&Stage) -> bool) -> bool {
         if self.inflight.get(&id).is_some_and(|e| want(&e.stage)) {
-            self.inflight.remove(&id);
+            self.remove(id);
             true
         } else {
             false
         }
     }
 
-    /// Messages in flight in the order they were first sent, for redelivery on resume.
-    pub(crate) fn inflight_in_order(&self) -> Vec<(PacketId, &Stage)> {
+    fn remove(&mut self, id: PacketId) {
+        if let Some(entry) = self.inflight.remove(&id) {
+            self.forget_resend(id, &entry.stage);
+        }
+    }
+
+    /// Takes a message off the resend list, when it is there, because it was acknowledged or
+    /// moved on before it could be sent again.
+    fn forget_resend(&mut self, id: PacketId, stage: &Stage) {
+        if self.resend.contains(&id) {
+            self.resend.retain(|r| *r != id);
+            if !matches!(stage, Stage::Released) {
+                self.waiting_publishes -= 1;
+            }
+        }
+    }
+
+    /// Messages in flight in the order they were first sent.
+    fn inflight_in_order(&self) -> Vec<(PacketId, &Stage)> {
         let mut all: Vec<_> = self
             .inflight
             .iter()
@@ -161,7 +251,7 @@ impl Outbound {
                 return Err(QueueFull::Retained);
             }
             self.queued_on_subscribe += 1;
-            self.queue.push_back(delivery);
+            self.push(delivery);
             return Ok(());
         }
         if max_messages != 0 && self.queue.len() - self.queued_on_subscribe >= max_messages {
@@ -172,13 +262,23 @@ impl Outbound {
             return Err(QueueFull::Bytes);
         }
         self.queued_bytes += size;
-        self.queue.push_back(delivery);
+        self.push(delivery);
         Ok(())
+    }
+
+    fn push(&mut self, delivery: Delivery) {
+        if delivery.qos == QoS::AtMostOnce {
+            self.queued_qos0 += 1;
+        }
+        self.queue.push_back(delivery);
     }
 
     /// The oldest queued delivery.
     pub(crate) fn dequeue(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
+        if d.qos == QoS::AtMostOnce {
+            self.queued_qos0 -= 1;
+        }
         if d.on_subscribe {
             self.queued_on_subscribe -= 1;
         } else {

@@ -2,7 +2,7 @@
 //! the outbound QoS flows and queue, and retained messages.
 
 use super::message::{Delivery, Message};
-use super::outbound::{QueueFull, Stage};
+use super::outbound::{QueueFull, Resend};
 use super::session::SessionKey;
 use super::subscribe::SubEntry;
 use super::{Broker, ConnId};
@@ -199,24 +199,41 @@ impl Broker {
         delivered
     }
 
-    /// Hands a delivery to a session: sent now if its client is connected and the window has
-    /// room, otherwise queued within the session's limits. What cannot be queued is counted.
+    /// Hands a delivery to a session: sent now if its client is connected and nothing must go
+    /// first, otherwise queued within the session's limits. What cannot be queued is counted.
     pub(super) fn deliver(&mut self, key: SessionKey, d: Delivery) {
         let window = self.window(key);
+        let backed_up = self.output_backed_up(key);
         let session = &self.sessions[key];
         let online = session.conn.is_some();
         let can_send_now = online
-            && (d.qos == QoS::AtMostOnce
-                || (session.outbound.queue_is_empty() && session.outbound.has_room(window)));
+            && match d.qos {
+                // QoS 0 does not wait for the window, but keeps its order behind QoS 0 messages
+                // already queued [MQTT-4.6.0-6] (3.1.1) [MQTT-4.6.0-5] (5.0).
+                QoS::AtMostOnce => !session.outbound.has_queued_qos0() && !backed_up,
+                _ => {
+                    !session.outbound.has_resend()
+                        && session.outbound.queue_is_empty()
+                        && session.outbound.has_room(window)
+                }
+            };
         if can_send_now {
             self.send_delivery(key, d);
             return;
         }
-        let session = &mut self.sessions[key];
-        if d.qos == QoS::AtMostOnce && !online && !self.config.queue_qos0_messages {
-            self.stats.dropped_qos0_offline += 1;
-            return;
+        // QoS 0 is queued only where the configuration asks for it, or for a retained message
+        // on subscribe, which is never dropped for lack of room.
+        if d.qos == QoS::AtMostOnce && !d.on_subscribe {
+            if !online && !self.config.queue_qos0_messages {
+                self.stats.dropped_qos0_offline += 1;
+                return;
+            }
+            if online && backed_up {
+                self.stats.dropped_qos0_backlog += 1;
+                return;
+            }
         }
+        let session = &mut self.sessions[key];
         let (max_msgs, max_bytes) = (
             self.config.max_queued_messages,
             self.config.max_queued_bytes,
@@ -247,6 +264,15 @@ impl Broker {
         }
     }
 
+    /// True when the session's connection cannot take more output now: the driver reported it
+    /// blocked and its buffer is at `max_connection_buffer`.
+    fn output_backed_up(&self, key: SessionKey) -> bool {
+        self.sessions[key]
+            .conn
+            .and_then(|id| self.conns.get(&id))
+            .is_some_and(|c| c.blocked && c.out.len() >= self.config.max_connection_buffer)
+    }
+
     /// Outbound messages a session's client accepts in flight: the smaller of the configured
     /// window and the client's Receive Maximum [MQTT-3.3.4-9] (5.0).
     fn window(&self, key: SessionKey) -> usize {
@@ -262,62 +288,99 @@ impl Broker {
         configured.min(client_max)
     }
 
-    /// Sends a delivery to the session's connected client: QoS 0 directly (unless the
-    /// connection's output is backed up), QoS 1 and 2 through the in-flight window.
+    /// Sends a delivery to the session's connected client: QoS 0 directly, QoS 1 and 2 with a
+    /// fresh packet id in the window.
     fn send_delivery(&mut self, key: SessionKey, d: Delivery) {
-        let Some(id) = self.sessions[key].conn else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let Some(client) = conn.client() else {
-            return;
-        };
-        let (version, max_size) = (client.version, client.max_packet_size);
-        if d.qos == QoS::AtMostOnce && conn.out.len() >= self.config.max_connection_buffer {
-            self.stats.dropped_qos0_backlog += 1;
+        if !self.fits_client(key, &d) {
             return;
         }
-        // Nothing larger than the client's Maximum Packet Size is sent; the message is dropped
-        // for this client as if delivered [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
-        if max_size < MAX_PACKET_SIZE {
-            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
-            if probe
-                .encoded_len(version)
-                .is_ok_and(|len| len > max_size as usize)
-            {
-                self.stats.dropped_too_large += 1;
-                return;
-            }
-        }
-        let packet_id = if d.qos == QoS::AtMostOnce {
-            None
-        } else {
-            // A fresh packet id, unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
-            match self.sessions[key].outbound.start(d.clone()) {
+        let packet_id = match d.qos {
+            QoS::AtMostOnce => None,
+            // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
+            _ => match self.sessions[key].outbound.start(d.clone()) {
                 Some(pid) => Some(pid),
                 None => return,
-            }
+            },
         };
-        let packet = Packet::Publish(d.to_publish(packet_id, false));
-        match self.outbox.write(id, conn, version, &packet) {
+        self.write_publish(key, &d, packet_id, false);
+    }
+
+    /// Sends a message in flight again on a new connection: DUP set, same packet id
+    /// [MQTT-4.4.0-1] [MQTT-3.3.1-1].
+    fn resend(&mut self, key: SessionKey, packet_id: PacketId, d: Delivery) {
+        if !self.fits_client(key, &d) {
+            self.sessions[key].outbound.abandon(packet_id);
+            return;
+        }
+        self.write_publish(key, &d, Some(packet_id), true);
+    }
+
+    /// Nothing larger than the client's Maximum Packet Size is sent; the message is dropped for
+    /// this client and counted [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
+    fn fits_client(&mut self, key: SessionKey, d: &Delivery) -> bool {
+        let Some(client) = self.sessions[key]
+            .conn
+            .and_then(|id| self.conns.get(&id))
+            .and_then(|c| c.client())
+        else {
+            return false;
+        };
+        if client.max_packet_size < MAX_PACKET_SIZE {
+            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
+            if probe
+                .encoded_len(client.version)
+                .is_ok_and(|len| len > client.max_packet_size as usize)
+            {
+                self.stats.dropped_too_large += 1;
+                return false;
+            }
+        }
+        true
+    }
+
+    fn write_publish(&mut self, key: SessionKey, d: &Delivery, id: Option<PacketId>, dup: bool) {
+        let Some(conn_id) = self.sessions[key].conn else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let Some(version) = conn.client().map(|c| c.version) else {
+            return;
+        };
+        let packet = Packet::Publish(d.to_publish(id, dup));
+        match self.outbox.write(conn_id, conn, version, &packet) {
             Ok(_) => self.stats.publish_sent += 1,
-            Err(e) => tracing::error!(conn = id.0, error = %e, "cannot encode PUBLISH"),
+            Err(e) => tracing::error!(conn = conn_id.0, error = %e, "cannot encode PUBLISH"),
         }
     }
 
-    /// Moves queued deliveries into the window while it has room and the client is connected.
+    /// Sends what waits while the client is connected: first messages in flight from an
+    /// earlier connection, then the queue, each QoS 1/2 message as the window allows and QoS 0
+    /// as the connection's output allows.
     pub(super) fn pump(&mut self, key: SessionKey) {
-        loop {
-            let session = &self.sessions[key];
-            if session.conn.is_none() {
-                return;
+        while self.sessions[key].conn.is_some() {
+            let window = self.window(key);
+            let outbound = &mut self.sessions[key].outbound;
+            if outbound.has_resend() {
+                match outbound.next_resend(window) {
+                    Some(Resend::Publish(packet_id, d)) => self.resend(key, packet_id, d),
+                    Some(Resend::Release(packet_id)) => {
+                        if let Some(conn) = self.sessions[key].conn {
+                            self.reply(conn, &Packet::PubRel(PubRel::success(packet_id)));
+                        }
+                    }
+                    None if outbound.has_resend() => return,
+                    None => {}
+                }
+                continue;
             }
-            let Some(qos) = session.outbound.next_queued_qos() else {
-                return;
+            let ready = match outbound.next_queued_qos() {
+                None => false,
+                Some(QoS::AtMostOnce) => !self.output_backed_up(key),
+                Some(_) => outbound.has_room(window),
             };
-            if qos != QoS::AtMostOnce && !session.outbound.has_room(self.window(key)) {
+            if !ready {
                 return;
             }
             let Some(d) = self.sessions[key].outbound.dequeue() else {
@@ -325,16 +388,5 @@ impl Broker {
             };
             self.send_delivery(key, d);
         }
-    }
-}
-
-/// The packet that resends a message in flight when a session resumes: the PUBLISH again with
-/// DUP set, or the PUBREL if PUBREC had arrived [MQTT-4.4.0-1] [MQTT-4.3.3-6] (5.0).
-pub(super) fn resend_packet(packet_id: PacketId, stage: &Stage) -> Packet {
-    match stage {
-        Stage::Qos1Sent(d) | Stage::Qos2Sent(d) => {
-            Packet::Publish(d.to_publish(Some(packet_id), true))
-        }
-        Stage::Released => Packet::PubRel(PubRel::success(packet_id)),
     }
 }

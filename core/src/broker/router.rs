@@ -179,11 +179,14 @@ impl<S: Ord + Copy, V> Router<S, V> {
                 f(subscriber, &leaf.filter, value);
             }
         };
-        // Wildcards in the first level of a filter do not match '$' topics [MQTT-4.7.2-1]; below
-        // the root, the flag is always false.
+        // Wildcards in the first level of a filter do not match '$' topics [MQTT-4.7.2-1]; the
+        // flag only matters for the root, the first step, and is true for every step after it.
         let mut wildcards = !topic.starts_with('$');
-        let mut stack = vec![Step::Visit(&self.root, Some(topic))];
-        while let Some(step) = stack.pop() {
+        // The step to take next is kept out of the stack, which is only used when the walk
+        // branches: a topic that meets no wildcard is matched without allocating.
+        let mut next = Some(Step::Visit(&self.root, Some(topic)));
+        let mut stack = Vec::new();
+        while let Some(step) = next.take().or_else(|| stack.pop()) {
             match step {
                 Step::Report(leaf) => report(leaf),
                 Step::Visit(node, None) => {
@@ -193,7 +196,7 @@ impl<S: Ord + Copy, V> Router<S, V> {
                     node.multi.as_deref().into_iter().for_each(&mut report);
                 }
                 Step::Visit(node, Some(rest)) => {
-                    node.push_steps(rest, wildcards, &mut stack);
+                    next = node.branch(rest, wildcards, &mut stack);
                 }
             }
             wildcards = true;
@@ -349,16 +352,17 @@ impl<S: Ord + Copy, V> Node<S, V> {
         self.here.is_some() || self.multi.is_some() || links > 1
     }
 
-    /// Pushes the steps that match `rest`, the levels of a topic still to match, below this node:
-    /// the '#' filter, the '+' child and the literal child named by the next level, in the order
-    /// their levels sort, so that they pop off the stack in that order. `wildcards` is false when
-    /// the wildcards must be skipped (the first level of a '$' topic).
-    fn push_steps<'n, 't>(
+    /// The steps that match `rest`, the levels of a topic still to match, below this node: the
+    /// '#' filter, the '+' child and the literal child named by the next level, in the order
+    /// their levels sort. Returns the first and pushes the others on `stack` so that they pop off
+    /// in order. `wildcards` is false when the wildcards must be skipped (the first level of a
+    /// '$' topic).
+    fn branch<'n, 't>(
         &'n self,
         rest: &'t str,
         wildcards: bool,
         stack: &mut Vec<Step<'n, 't, S, V>>,
-    ) {
+    ) -> Option<Step<'n, 't, S, V>> {
         let (level, after) = split_level(rest);
         let (multi, single) = if wildcards {
             (self.multi.as_deref(), self.single.as_deref())
@@ -379,7 +383,10 @@ impl<S: Ord + Copy, V> Node<S, V> {
         } else {
             [multi, single, exact]
         };
-        stack.extend(ordered.into_iter().rev().flatten());
+        let mut steps = ordered.into_iter().flatten();
+        let first = steps.next();
+        stack.extend(steps.rev());
+        first
     }
 }
 
