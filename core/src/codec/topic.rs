@@ -43,6 +43,28 @@ pub fn is_shared(filter: &str) -> bool {
     filter.starts_with(SHARE_PREFIX)
 }
 
+/// True when the topic name `topic` matches the topic filter `filter` (4.7): level by level,
+/// '+' standing for exactly one level and '#' for the parent level and everything below it.
+/// Filters starting with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1], and
+/// nothing is normalised: matching is exact and case sensitive. This checks one filter; the
+/// broker's router matches a topic against all subscriptions at once.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with([MULTI_LEVEL, SINGLE_LEVEL]) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        if level == "#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(t) if level == "+" || level == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +98,41 @@ mod tests {
         assert!(!is_valid_name(""));
         assert!(is_valid_name("/"));
         assert!(is_valid_filter("/"));
+    }
+
+    /// [MQTT-4.7.2-1], and the examples of 4.7.1.2 and 4.7.1.3.
+    #[test]
+    fn single_filter_matching() {
+        let yes = [
+            ("sport/#", "sport"),
+            ("sport/#", "sport/"),
+            ("sport/#", "sport/tennis/player1"),
+            ("#", "a/b"),
+            ("+", "a"),
+            ("+", ""),
+            ("+/+", "/finance"),
+            ("/+", "/finance"),
+            ("sport/+/player1", "sport/tennis/player1"),
+            ("$SYS/#", "$SYS/broker"),
+            ("$SYS/+", "$SYS/x"),
+            ("a//b", "a//b"),
+        ];
+        for (f, t) in yes {
+            assert!(matches(f, t), "{f} should match {t}");
+        }
+        let no = [
+            ("sport/+", "sport"),
+            ("+", "/finance"),
+            ("sport/tennis", "sport/tennis/x"),
+            ("sport/tennis/x", "sport/tennis"),
+            ("#", "$SYS/broker"),
+            ("+/broker", "$SYS/broker"),
+            ("Sport", "sport"),
+            ("a/b", "a//b"),
+        ];
+        for (f, t) in no {
+            assert!(!matches(f, t), "{f} should not match {t}");
+        }
     }
 
     /// [MQTT-3.3.2-2]
