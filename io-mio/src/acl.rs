@@ -1,0 +1,1 @@
+//! Mosquitto-compatible ACL files (acl_file).

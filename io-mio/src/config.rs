@@ -1,0 +1,1 @@
+//! Mosquitto-compatible configuration files (mosquitto.conf).

@@ -1,0 +1,7 @@
+//! The midge daemon: a thin, single-threaded mio event loop that owns sockets, TLS, files and
+//! timers and feeds midge-core's sans-IO broker. Protocol logic lives in midge-core; this crate
+//! only moves bytes, reads configuration and credentials, and carries out what the broker asks.
+
+pub mod acl;
+pub mod config;
+pub mod passwd;

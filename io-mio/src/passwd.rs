@@ -1,0 +1,1 @@
+//! Mosquitto-compatible password files (mosquitto_passwd).
