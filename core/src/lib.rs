@@ -4,5 +4,6 @@
 //! carry out what it asks for. Everything here is deterministic, so the same inputs always produce
 //! the same outputs, byte for byte.
 
+pub mod auth;
 pub mod broker;
 pub mod codec;

@@ -260,7 +260,8 @@ fn mqtt_4_7_1_2_wildcards_match_by_level() {
 }
 
 /// [MQTT-4.7.2-1] (3.1.1 and 5.0): filters that start with a wildcard do not match topics that
-/// start with '$'; "$SYS/#" and "$SYS/+/Clients" do.
+/// start with '$'; "$app/#" and "$app/+/Clients" do. (Clients may publish to '$' topics other
+/// than the broker's own `$SYS` tree.)
 #[test]
 fn mqtt_4_7_2_1_dollar_topics_not_matched_by_leading_wildcards() {
     let mut w = World::default();
@@ -269,17 +270,17 @@ fn mqtt_4_7_2_1_dollar_topics_not_matched_by_leading_wildcards() {
     let plus = w.client(V5, "plus");
     w.subscribe(plus, "+/monitor/Clients", Q0);
     let sys = w.client(V5, "sys");
-    w.subscribe(sys, "$SYS/#", Q0);
+    w.subscribe(sys, "$app/#", Q0);
     let sys_plus = w.client(V3_1_1, "sys_plus");
-    w.subscribe(sys_plus, "$SYS/+/Clients", Q0);
+    w.subscribe(sys_plus, "$app/+/Clients", Q0);
     let publ = w.client(V3_1_1, "pub");
-    w.send(publ, &publish("$SYS/monitor/Clients", b"1", Q0, 0));
-    w.send(publ, &publish("$SYS", b"2", Q0, 0));
+    w.send(publ, &publish("$app/monitor/Clients", b"1", Q0, 0));
+    w.send(publ, &publish("$app", b"2", Q0, 0));
     w.send(publ, &publish("a/monitor/Clients", b"3", Q0, 0));
     assert_eq!(topics(&mut w, hash), ["a/monitor/Clients"]);
     assert_eq!(topics(&mut w, plus), ["a/monitor/Clients"]);
-    assert_eq!(topics(&mut w, sys), ["$SYS/monitor/Clients", "$SYS"]);
-    assert_eq!(topics(&mut w, sys_plus), ["$SYS/monitor/Clients"]);
+    assert_eq!(topics(&mut w, sys), ["$app/monitor/Clients", "$app"]);
+    assert_eq!(topics(&mut w, sys_plus), ["$app/monitor/Clients"]);
 }
 
 /// One SUBSCRIBE with several filters: one SUBACK with the same packet id and one return code per
@@ -2016,4 +2017,26 @@ fn topics_and_acks(w: &mut World, conn: ConnId) -> Vec<String> {
             other => panic!("unexpected {other:?}"),
         })
         .collect()
+}
+
+/// `$SYS` belongs to the broker: a client's PUBLISH there is not routed (MQTT 5: PUBACK 0x87),
+/// except a bridge's own connection state, as Mosquitto allows.
+#[test]
+fn clients_cannot_publish_to_sys() {
+    let mut w = World::default();
+    let sub = w.client(V5, "sub");
+    w.subscribe(sub, "$SYS/#", Q1);
+    let publ = w.client(V5, "pub");
+    w.send(publ, &publish("$SYS/broker/uptime", b"forged", Q1, 1));
+    assert_eq!(w.recv(publ), [puback_with(1, PubAckReason::NotAuthorized)]);
+    w.send(
+        publ,
+        &publish("$SYS/broker/connection/bridge-1/state", b"1", Q1, 2),
+    );
+    assert_eq!(w.recv(publ), [puback(pid(2))]);
+    assert_eq!(
+        topics(&mut w, sub),
+        ["$SYS/broker/connection/bridge-1/state"]
+    );
+    assert_eq!(w.broker.stats().publish_denied, 1);
 }

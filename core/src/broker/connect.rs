@@ -6,6 +6,7 @@ use super::message::Message;
 use super::session::{Expiry, Session, SessionKey};
 use super::timers::Timer;
 use super::{Broker, ConnId, keep_alive_deadline};
+use crate::auth::{Access, ClientRef, ConnectDecision, ConnectRequest};
 use crate::codec::{
     ByteString, ConnAck, ConnAckProperties, Connect, ConnectReason, MAX_PACKET_SIZE, Packet,
     ProtocolVersion, PublishProperties,
@@ -68,6 +69,47 @@ impl Broker {
             return self.refuse(id, version, ConnectReason::RetainNotSupported);
         }
 
+        // Authentication comes before anything that affects other connections, so a client that
+        // fails it cannot take a session over.
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let request = ConnectRequest {
+            listener: conn.listener,
+            version,
+            client_id: &client_id,
+            username: c.username.as_deref(),
+            password: c.password.as_deref(),
+            tls_identity: conn.tls_identity.as_deref(),
+            peer: conn.peer,
+        };
+        let (listener, peer) = (conn.listener, conn.peer);
+        let username = match self.authorizer.connect(&request) {
+            ConnectDecision::Accept { username } => username,
+            ConnectDecision::Refuse(reason) => {
+                tracing::info!(conn = id.0, ?peer, client_id = %client_id, ?reason, "client not authorized to connect");
+                return self.refuse(id, version, reason);
+            }
+        };
+        // A will is a publication: one the client may not publish refuses the connection, as
+        // Mosquitto does, rather than failing silently when the client goes away.
+        if let Some(will) = &c.will
+            && self.authorizer.checks_topics()
+        {
+            let client = ClientRef {
+                listener,
+                client_id: &client_id,
+                username: username.as_deref(),
+            };
+            if !self
+                .authorizer
+                .authorize(&client, Access::Publish, &will.topic)
+            {
+                tracing::info!(conn = id.0, client_id = %client_id, topic = %will.topic, "will topic not authorized");
+                return self.refuse(id, version, ConnectReason::NotAuthorized);
+            }
+        }
+
         let expiry = match version {
             ProtocolVersion::V5 => {
                 Expiry::from_interval(c.properties.session_expiry_interval.unwrap_or(0))
@@ -115,6 +157,8 @@ impl Broker {
         };
         let session = &mut self.sessions[key];
         session.conn = Some(id);
+        session.username = username;
+        session.listener = listener;
         session.version = version;
         session.expiry = expiry;
         session.expires_at = None;

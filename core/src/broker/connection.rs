@@ -43,9 +43,10 @@ pub(crate) enum ConnState {
 
 #[derive(Debug)]
 pub(crate) struct Connection {
-    #[allow(dead_code)] // Kept for authorization decisions and logs.
     pub listener: ListenerId,
     pub peer: Option<SocketAddr>,
+    /// The verified TLS client certificate identity, if any.
+    pub tls_identity: Option<ByteString>,
     pub opened: Time,
     /// Received bytes not yet decoded: at most one partial packet after each input.
     pub read_buf: BytesMut,
@@ -68,6 +69,7 @@ impl Connection {
         Connection {
             listener,
             peer,
+            tls_identity: None,
             opened: now,
             read_buf: BytesMut::new(),
             out: BytesMut::new(),

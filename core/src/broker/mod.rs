@@ -30,6 +30,7 @@ pub use config::Config;
 pub use stats::Stats;
 pub use time::Time;
 
+use crate::auth::{Access, AllowAll, Authorizer, ClientRef};
 use crate::codec::ByteString;
 use bytes::Bytes;
 use connection::Connection;
@@ -115,6 +116,7 @@ pub struct Broker {
     outbox: Outbox,
     /// Generator of assigned client ids.
     rng: ChaCha20Rng,
+    authorizer: Box<dyn Authorizer>,
     stats: Stats,
 }
 
@@ -133,8 +135,31 @@ impl Broker {
             timers: Timers::default(),
             outbox: Outbox::default(),
             rng,
+            authorizer: Box::new(AllowAll),
             stats: Stats::default(),
         }
+    }
+
+    /// Replaces the authorizer (by default everything is allowed). Connected clients keep
+    /// their connection; their next publish, subscription and delivery are decided by the new
+    /// one, which is how the daemon reloads password and ACL files.
+    pub fn set_authorizer(&mut self, authorizer: Box<dyn Authorizer>) {
+        self.authorizer = authorizer;
+    }
+
+    /// Asks the authorizer whether a session's client may publish, subscribe or receive on
+    /// `topic`.
+    fn allowed(&self, key: SessionKey, access: Access, topic: &str) -> bool {
+        if !self.authorizer.checks_topics() {
+            return true;
+        }
+        let session = &self.sessions[key];
+        let client = ClientRef {
+            listener: session.listener,
+            client_id: &session.client_id,
+            username: session.username.as_deref(),
+        };
+        self.authorizer.authorize(&client, access, topic)
     }
 
     /// The configuration in force.
@@ -211,7 +236,8 @@ impl Broker {
             self.outbox.refuse(open.conn);
             return;
         }
-        let conn = Connection::new(open.listener, open.peer, self.now);
+        let mut conn = Connection::new(open.listener, open.peer, self.now);
+        conn.tls_identity = open.tls_identity;
         self.conns.insert(open.conn, conn);
         self.stats.connections_open += 1;
         let deadline = self.now.plus_millis(self.config.connect_timeout_ms);

@@ -6,6 +6,7 @@ use super::outbound::{QueueFull, Resend};
 use super::session::SessionKey;
 use super::subscribe::SubEntry;
 use super::{Broker, ConnId};
+use crate::auth::Access;
 use crate::codec::{
     DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec,
     PubRel, PubRelReason, Publish, QoS, QosPid,
@@ -32,6 +33,10 @@ impl Broker {
             return self.protocol_error(id, DisconnectReason::RetainNotSupported);
         }
         self.stats.publish_received += 1;
+        // `$SYS` is the broker's own tree (4.7.2); the authorizer decides the rest.
+        if is_broker_topic(&p.topic) || !self.allowed(key, Access::Publish, &p.topic) {
+            return self.publish_denied(id, key, v5, p);
+        }
         match p.qos_pid {
             QosPid::AtMostOnce => {
                 self.accept_message(Arc::new(Message::from_publish(p)), Some(key));
@@ -64,6 +69,35 @@ impl Broker {
                 // A repeat before PUBREL is acknowledged again, never delivered again
                 // [MQTT-4.3.3-2] (3.1.1) [MQTT-4.3.3-10] (5.0).
                 self.reply(id, &Packet::PubRec(ack));
+            }
+        }
+    }
+
+    /// A PUBLISH the client may not make is not routed. MQTT 5 clients learn it from the
+    /// acknowledgement's reason code 0x87 (5.0, 3.4.2.1); 3.1.x acknowledgements cannot say it,
+    /// so those clients are acknowledged as usual (Mosquitto's behaviour) and the message is
+    /// dropped. QoS 0 has no acknowledgement to carry it.
+    fn publish_denied(&mut self, id: ConnId, key: SessionKey, v5: bool, p: Publish) {
+        self.stats.publish_denied += 1;
+        tracing::debug!(conn = id.0, topic = %p.topic, "publish not authorized");
+        match p.qos_pid {
+            QosPid::AtMostOnce => {}
+            QosPid::AtLeastOnce(packet_id) => {
+                let mut ack = PubAck::success(packet_id);
+                if v5 {
+                    ack.reason = PubAckReason::NotAuthorized;
+                }
+                self.reply(id, &Packet::PubAck(ack));
+            }
+            QosPid::ExactlyOnce(packet_id) => {
+                let mut rec = PubRec::success(packet_id);
+                if v5 {
+                    // A refusing PUBREC ends the exchange: no PUBREL follows (5.0, 4.3.3).
+                    rec.reason = PubAckReason::NotAuthorized;
+                } else {
+                    self.sessions[key].inbound_qos2.insert(packet_id);
+                }
+                self.reply(id, &Packet::PubRec(rec));
             }
         }
     }
@@ -179,6 +213,9 @@ impl Broker {
             let Some(granted) = best else {
                 continue;
             };
+            if !self.allowed(key, Access::Receive, &msg.topic) {
+                continue;
+            }
             subscription_ids.sort_unstable();
             subscription_ids.dedup();
             delivered += 1;
@@ -389,4 +426,11 @@ impl Broker {
             self.send_delivery(key, d);
         }
     }
+}
+
+/// Topics only the broker publishes to: the `$SYS` tree, except the connection state a bridge
+/// reports about itself, which Mosquitto's bridges publish and Mosquitto accepts.
+fn is_broker_topic(topic: &str) -> bool {
+    topic.starts_with("$SYS")
+        && !crate::codec::topic::matches("$SYS/broker/connection/+/state", topic)
 }

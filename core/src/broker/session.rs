@@ -1,9 +1,9 @@
 //! Sessions: the state that outlives a network connection (3.1.1 and 5.0, 4.1).
 
-use super::ConnId;
 use super::connection::Will;
 use super::outbound::Outbound;
 use super::time::Time;
+use super::{ConnId, ListenerId};
 use crate::codec::{ByteString, PacketId, ProtocolVersion};
 use std::collections::BTreeSet;
 
@@ -35,6 +35,10 @@ impl Expiry {
 #[derive(Debug)]
 pub(crate) struct Session {
     pub client_id: ByteString,
+    /// The user the latest connection authenticated as, for topic decisions.
+    pub username: Option<ByteString>,
+    /// The listener of the latest connection, for topic decisions.
+    pub listener: ListenerId,
     /// The connection it is attached to, if any.
     pub conn: Option<ConnId>,
     /// Protocol version of the latest connection.
@@ -59,6 +63,8 @@ impl Session {
     pub(crate) fn new(client_id: ByteString, version: ProtocolVersion, expiry: Expiry) -> Session {
         Session {
             client_id,
+            username: None,
+            listener: ListenerId::default(),
             conn: None,
             version,
             expiry,

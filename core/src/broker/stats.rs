@@ -14,6 +14,8 @@ pub struct Stats {
     pub connections_refused: u64,
     /// PUBLISH packets received from clients.
     pub publish_received: u64,
+    /// PUBLISH packets refused by the authorizer, or addressed to the broker's own `$SYS` tree.
+    pub publish_denied: u64,
     /// PUBLISH packets sent to clients, redeliveries included.
     pub publish_sent: u64,
     /// Messages not queued for a session because its queue was full.

@@ -3,6 +3,7 @@
 use super::message::Delivery;
 use super::session::SessionKey;
 use super::{Broker, ConnId};
+use crate::auth::Access;
 use crate::codec::topic;
 use crate::codec::{
     AckProperties, Packet, QoS, RetainHandling, SubAck, SubAckReason, Subscribe, UnsubAck,
@@ -30,12 +31,17 @@ impl Broker {
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         let mut retained = Vec::new();
         for sub in s.subscriptions {
-            let session = &mut self.sessions[key];
             if topic::is_shared(&sub.filter) {
                 // Shared subscriptions are not offered yet (announced in CONNACK).
                 reasons.push(SubAckReason::SharedSubscriptionsNotSupported);
                 continue;
             }
+            if !self.allowed(key, Access::Subscribe, &sub.filter) {
+                tracing::debug!(client_id = %self.sessions[key].client_id, filter = %sub.filter, "subscription not authorized");
+                reasons.push(SubAckReason::NotAuthorized);
+                continue;
+            }
+            let session = &mut self.sessions[key];
             let is_new = !session.subscriptions.contains(&sub.filter);
             if is_new && session.subscriptions.len() >= self.config.max_subscriptions_per_session {
                 tracing::warn!(client_id = %session.client_id, "max_subscriptions_per_session reached");
@@ -62,7 +68,10 @@ impl Broker {
                 RetainHandling::Never => false,
             };
             if send_retained {
-                self.retained.for_each_match(&sub.filter, |_topic, msg| {
+                self.retained.for_each_match(&sub.filter, |topic, msg| {
+                    if !self.allowed(key, Access::Receive, topic) {
+                        return;
+                    }
                     retained.push(Delivery {
                         // The lower of the message's QoS and the granted QoS [MQTT-3.8.4-6]
                         // (3.1.1) [MQTT-3.8.4-8] (5.0).
