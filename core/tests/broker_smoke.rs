@@ -86,3 +86,25 @@ fn a_client_that_does_not_read_cannot_grow_its_output_without_bound() {
     assert_eq!(acked, (1..=100).collect::<Vec<u16>>());
     assert!(!w.is_read_paused(publ));
 }
+
+#[test]
+fn shutdown_disconnects_everyone_with_0x8b_and_refuses_new_connections() {
+    use midge_core::broker::Input;
+    use midge_core::codec::{DisconnectReason, Packet};
+    let mut w = World::default();
+    let v5 = w.client(V5, "five");
+    let mut with_will = connect(V3_1_1, "three");
+    with_will.will = Some(will("status/three", b"gone", QoS::AtMostOnce, true));
+    let (v3, _) = w.connect(with_will);
+    w.broker.handle(w.now, Input::Shutdown);
+    w.drain();
+    assert!(
+        matches!(w.recv_one(v5), Packet::Disconnect(d) if d.reason == DisconnectReason::ServerShuttingDown)
+    );
+    w.recv_none(v3);
+    assert!(w.is_closed(v5) && w.is_closed(v3));
+    // The will was published (retained here), since the server ended the connection.
+    assert_eq!(w.broker.stats().retained_messages, 1);
+    let late = w.open(V5);
+    assert!(w.is_closed(late));
+}

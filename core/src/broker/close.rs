@@ -63,7 +63,10 @@ impl Broker {
         {
             let version = client.version;
             let packet = Packet::Disconnect(Disconnect::new(reason));
-            if let Err(e) = self.outbox.write(id, &mut conn, version, &packet) {
+            if let Err(e) = self
+                .outbox
+                .write(id, &mut conn, version, &packet, &mut self.stats)
+            {
                 tracing::error!(conn = id.0, error = %e, "cannot encode DISCONNECT");
             }
         }

@@ -54,6 +54,12 @@ pub struct Config {
     /// Seed of the generator for assigned client ids. The daemon seeds it from the operating
     /// system so that ids cannot be guessed; the simulator from its run's seed.
     pub client_id_seed: [u8; 32],
+    /// Seconds between publications of the `$SYS` tree; 0 publishes nothing (Mosquitto's
+    /// sys_interval). Mosquitto's default is 10, which the daemon sets; the default here is 0
+    /// so that a broker built for a test sends only what the test asks for.
+    pub sys_interval: u64,
+    /// The payload of `$SYS/broker/version`.
+    pub version: String,
 }
 
 impl Default for Config {
@@ -76,6 +82,8 @@ impl Default for Config {
             max_retained_messages: 1_000_000,
             max_connection_buffer: 1 << 20,
             client_id_seed: [0; 32],
+            sys_interval: 0,
+            version: concat!("midge version ", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
 }

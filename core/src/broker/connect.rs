@@ -204,6 +204,7 @@ impl Broker {
         };
         conn.state = ConnState::Connected(client);
         self.stats.clients_connected += 1;
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
         if keep_alive > 0 {
             let deadline = keep_alive_deadline(conn.last_received, keep_alive);
             conn.keep_alive_timer = Some(deadline);
@@ -257,7 +258,10 @@ impl Broker {
                 reason,
                 properties: ConnAckProperties::default(),
             });
-            if let Err(e) = self.outbox.write(id, conn, version, &connack) {
+            if let Err(e) = self
+                .outbox
+                .write(id, conn, version, &connack, &mut self.stats)
+            {
                 tracing::error!(conn = id.0, error = %e, "cannot encode CONNACK");
             }
         }

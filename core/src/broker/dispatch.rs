@@ -39,7 +39,13 @@ impl Broker {
             };
             let decoding = version.unwrap_or(ProtocolVersion::V5);
             match codec::decode_from(&mut conn.read_buf, decoding, self.config.max_packet_size) {
-                Ok(Some(packet)) => self.dispatch(id, packet),
+                Ok(Some(packet)) => {
+                    self.stats.messages_received += 1;
+                    if matches!(packet, Packet::Connect(_)) {
+                        self.stats.connects_received += 1;
+                    }
+                    self.dispatch(id, packet);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.decode_failed(id, e, version);
@@ -98,7 +104,10 @@ impl Broker {
         let Some(version) = conn.client().map(|c| c.version) else {
             return;
         };
-        if let Err(e) = self.outbox.write(id, conn, version, packet) {
+        if let Err(e) = self
+            .outbox
+            .write(id, conn, version, packet, &mut self.stats)
+        {
             // Only packets the broker builds reach here; failing to encode one is a bug.
             tracing::error!(conn = id.0, error = %e, "cannot encode reply");
         }
@@ -131,7 +140,11 @@ impl Broker {
                 },
                 properties: ConnAckProperties::default(),
             });
-            if self.outbox.write(id, conn, version, &connack).is_err() {
+            if self
+                .outbox
+                .write(id, conn, version, &connack, &mut self.stats)
+                .is_err()
+            {
                 tracing::error!(conn = id.0, "cannot encode CONNACK");
             }
         }

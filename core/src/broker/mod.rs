@@ -23,6 +23,7 @@ pub mod router;
 mod session;
 mod stats;
 mod subscribe;
+mod sys;
 mod time;
 mod timers;
 
@@ -83,6 +84,10 @@ pub enum Input<'a> {
     Writable { conn: ConnId },
     /// Only time passed.
     Tick,
+    /// The server is going down: every connection is closed, MQTT 5 clients first receive
+    /// DISCONNECT with reason 0x8B (Server shutting down). The broker accepts no new
+    /// connections afterwards.
+    Shutdown,
 }
 
 /// Something the driver must do.
@@ -118,6 +123,9 @@ pub struct Broker {
     rng: ChaCha20Rng,
     authorizer: Box<dyn Authorizer>,
     stats: Stats,
+    sys: sys::SysTree,
+    /// Set by `Input::Shutdown`.
+    shutting_down: bool,
 }
 
 impl Broker {
@@ -137,6 +145,8 @@ impl Broker {
             rng,
             authorizer: Box::new(AllowAll),
             stats: Stats::default(),
+            sys: sys::SysTree::default(),
+            shutting_down: false,
         }
     }
 
@@ -176,6 +186,9 @@ impl Broker {
     /// `now` than the last one counts as the last one.
     pub fn handle(&mut self, now: Time, input: Input<'_>) {
         self.now = self.now.max(now);
+        if !self.sys.is_started() {
+            self.sys_start();
+        }
         match input {
             Input::Open(open) => self.open(open),
             Input::Received { conn, bytes } => self.received(conn, bytes),
@@ -204,6 +217,7 @@ impl Broker {
                 }
             }
             Input::Tick => {}
+            Input::Shutdown => self.shutdown(),
         }
         self.run_timers();
     }
@@ -218,15 +232,31 @@ impl Broker {
         self.timers.next()
     }
 
+    /// Closes every connection. Their wills are published: the server, not the client, ended
+    /// the connection (5.0, 3.1.2.5).
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close_conn(
+                id,
+                Some(crate::codec::DisconnectReason::ServerShuttingDown),
+                close::WillAction::Publish,
+            );
+        }
+    }
+
     fn open(&mut self, open: Open) {
+        self.stats.connections_opened += 1;
         if self.conns.contains_key(&open.conn) {
             // The driver reused a live id: treat the old connection as gone.
             self.peer_closed(open.conn);
         }
-        if self
-            .config
-            .max_connections
-            .is_some_and(|max| self.conns.len() >= max)
+        if self.shutting_down
+            || self
+                .config
+                .max_connections
+                .is_some_and(|max| self.conns.len() >= max)
         {
             self.stats.connections_refused += 1;
             tracing::warn!(
@@ -266,9 +296,11 @@ impl Broker {
                         .get(key)
                         .is_some_and(|s| s.conn.is_none() && s.expires_at.is_some_and(|t| t == at));
                     if due {
+                        self.stats.sessions_expired += 1;
                         self.end_session(key);
                     }
                 }
+                Timer::Sys => self.sys_due(at),
                 Timer::WillDelay(key) => {
                     let due = self.sessions.get(key).is_some_and(|s| {
                         s.conn.is_none() && s.pending_will.as_ref().is_some_and(|(t, _)| *t == at)

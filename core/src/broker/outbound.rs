@@ -5,9 +5,10 @@
 //! order it was first sent in, so a resumed session resends them in their original order
 //! [MQTT-4.4.0-1] (3.1.1 and 5.0).
 
-use super::message::Delivery;
+use super::message::{Delivery, Message};
 use crate::codec::{PacketId, QoS};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// Where a message in flight stands in its QoS flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,16 @@ impl Outbound {
 
     pub(crate) fn queue_is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// The messages held for the client: queued, and in flight until acknowledged (at QoS 2,
+    /// until PUBREC).
+    pub(crate) fn messages(&self) -> impl Iterator<Item = &Arc<Message>> {
+        let inflight = self.inflight.values().filter_map(|e| match &e.stage {
+            Stage::Qos1Sent(d) | Stage::Qos2Sent(d) => Some(&d.msg),
+            Stage::Released => None,
+        });
+        self.queue.iter().map(|d| &d.msg).chain(inflight)
     }
 
     /// True when the window has room for another message in flight. Messages waiting to be

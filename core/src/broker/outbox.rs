@@ -17,16 +17,18 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Encodes `packet` onto the connection's output and returns its size.
+    /// Encodes `packet` onto the connection's output, counts it, and returns its size.
     pub(crate) fn write(
         &mut self,
         id: ConnId,
         conn: &mut Connection,
         version: ProtocolVersion,
         packet: &Packet,
+        stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
         let start = conn.out.len();
         packet.encode(version, &mut conn.out)?;
+        stats.messages_sent += 1;
         if start == 0 && !conn.blocked {
             self.dirty.push(id);
         }

@@ -33,6 +33,7 @@ impl Broker {
             return self.protocol_error(id, DisconnectReason::RetainNotSupported);
         }
         self.stats.publish_received += 1;
+        self.stats.publish_bytes_received += p.payload.len() as u64;
         // `$SYS` is the broker's own tree (4.7.2); the authorizer decides the rest.
         if is_broker_topic(&p.topic) || !self.allowed(key, Access::Publish, &p.topic) {
             return self.publish_denied(id, key, v5, p);
@@ -161,8 +162,9 @@ impl Broker {
     /// [MQTT-3.3.1-6] [MQTT-3.3.1-7] (5.0).
     fn retain(&mut self, msg: &Arc<Message>) {
         if msg.payload.is_empty() {
-            if self.retained.remove(&msg.topic).is_some() {
+            if let Some(old) = self.retained.remove(&msg.topic) {
                 self.stats.retained_messages -= 1;
+                self.stats.retained_bytes -= old.payload.len() as u64;
             }
             return;
         }
@@ -172,7 +174,10 @@ impl Broker {
             tracing::warn!(topic = %msg.topic, "max_retained_messages reached, message not retained");
             return;
         }
-        self.retained.insert(&msg.topic, Arc::clone(msg));
+        if let Some(old) = self.retained.insert(&msg.topic, Arc::clone(msg)) {
+            self.stats.retained_bytes -= old.payload.len() as u64;
+        }
+        self.stats.retained_bytes += msg.payload.len() as u64;
         if is_new {
             self.stats.retained_messages += 1;
         }
@@ -386,8 +391,14 @@ impl Broker {
             return;
         };
         let packet = Packet::Publish(d.to_publish(id, dup));
-        match self.outbox.write(conn_id, conn, version, &packet) {
-            Ok(_) => self.stats.publish_sent += 1,
+        match self
+            .outbox
+            .write(conn_id, conn, version, &packet, &mut self.stats)
+        {
+            Ok(_) => {
+                self.stats.publish_sent += 1;
+                self.stats.publish_bytes_sent += d.msg.payload.len() as u64;
+            }
             Err(e) => tracing::error!(conn = conn_id.0, error = %e, "cannot encode PUBLISH"),
         }
     }

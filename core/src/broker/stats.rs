@@ -34,4 +34,22 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Bytes handed to the driver to send.
     pub bytes_sent: u64,
+    /// MQTT packets of every type received from clients, malformed ones excepted.
+    pub messages_received: u64,
+    /// MQTT packets of every type encoded for clients.
+    pub messages_sent: u64,
+    /// Payload bytes of the PUBLISH packets counted in `publish_received`.
+    pub publish_bytes_received: u64,
+    /// Payload bytes of the PUBLISH packets counted in `publish_sent`.
+    pub publish_bytes_sent: u64,
+    /// Most clients connected at the same time since the broker started.
+    pub clients_maximum: u64,
+    /// Detached sessions ended because their expiry interval passed.
+    pub sessions_expired: u64,
+    /// Network connections the driver reported opened, those refused included.
+    pub connections_opened: u64,
+    /// CONNECT packets received, refused ones included.
+    pub connects_received: u64,
+    /// Payload bytes of the retained messages stored now.
+    pub retained_bytes: u64,
 }

@@ -19,6 +19,8 @@ pub(crate) enum Timer {
     SessionExpiry(SessionKey),
     /// A detached session whose will delay may have passed.
     WillDelay(SessionKey),
+    /// The `$SYS` tree is due for publication.
+    Sys,
 }
 
 #[derive(Debug, Default)]
