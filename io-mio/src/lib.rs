@@ -5,3 +5,6 @@
 pub mod acl;
 pub mod config;
 pub mod passwd;
+pub mod server;
+pub mod tls;
+pub mod transport;

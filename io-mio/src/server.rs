@@ -1,0 +1,676 @@
+//! The event loop: one thread, one mio `Poll`, every socket non-blocking. It accepts connections,
+//! moves bytes between sockets and the broker, and carries out the broker's actions. All MQTT
+//! decisions are the broker's; this loop only keeps the I/O rules:
+//!
+//! - read each ready socket until it would block, within a per-turn budget so one busy client
+//!   cannot starve the others (the rest is read on the next turn);
+//! - hand the broker's output for a connection to the socket in one write per turn, keeping what
+//!   the socket does not take, and tell the broker the connection is blocked until it drains;
+//! - a connection enters the broker only once its TLS and WebSocket handshakes are done (so the
+//!   broker knows its certificate identity); handshakes that never finish are dropped;
+//! - accept errors such as running out of file descriptors pause accepting briefly instead of
+//!   spinning.
+
+use crate::transport::{RawStream, Transport};
+use bytes::Bytes;
+use midge_core::auth::Authorizer;
+use midge_core::broker::{Action, Broker, ConnId, Input, ListenerId, Open, Time};
+use midge_core::codec::ByteString;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token};
+use rustls::ServerConfig;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SIGNALS: Token = Token(0);
+/// Listener tokens are 1..=listeners; connection tokens follow.
+const FIRST_LISTENER: usize = 1;
+
+/// Where a listener listens.
+#[derive(Debug, Clone)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// One listening socket, as configuration describes it.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub id: ListenerId,
+    pub addr: ListenAddr,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub websocket: bool,
+    /// Connections this listener accepts at once (Mosquitto's per-listener max_connections).
+    pub max_connections: Option<usize>,
+}
+
+/// Limits of the I/O layer.
+#[derive(Debug, Clone)]
+pub struct IoLimits {
+    /// Bytes read from one connection per loop turn.
+    pub read_budget: usize,
+    /// Time a connection has to finish its TLS and WebSocket handshakes.
+    pub handshake_timeout: Duration,
+    /// Largest WebSocket message accepted.
+    pub max_ws_message: usize,
+    /// Bytes of WebSocket frames that may wait to be written.
+    pub max_ws_buffer: usize,
+    /// Time a closing connection may take to flush its last bytes.
+    pub close_linger: Duration,
+}
+
+impl Default for IoLimits {
+    fn default() -> IoLimits {
+        IoLimits {
+            read_budget: 256 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_ws_message: 268_435_460,
+            max_ws_buffer: 16 << 20,
+            close_linger: Duration::from_secs(2),
+        }
+    }
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+struct Listener {
+    spec: ListenerSpec,
+    socket: Socket,
+    /// Connections open now.
+    open: usize,
+    /// Accepting is paused until then after an error such as EMFILE.
+    paused_until: Option<Instant>,
+    local: String,
+}
+
+struct Conn {
+    transport: Transport,
+    listener: usize,
+    peer: Option<SocketAddr>,
+    accepted: Instant,
+    /// The broker knows this connection (handshakes done).
+    opened: bool,
+    /// Output the socket has not taken yet.
+    out: Vec<Bytes>,
+    /// The broker was told the connection is blocked.
+    blocked: bool,
+    /// The broker asked not to read this connection.
+    read_paused: bool,
+    /// The broker closed the connection: flush `out`, then drop it by this deadline.
+    closing: Option<Instant>,
+    /// Input remains to be read (the read budget ran out).
+    more_input: bool,
+}
+
+/// Re-reads credentials and rules on SIGHUP.
+pub type Reload<'a> = dyn FnMut() -> Result<Box<dyn Authorizer>, String> + 'a;
+
+/// The daemon's event loop around a broker.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    broker: Broker,
+    limits: IoLimits,
+    start: Instant,
+    scratch: Vec<u8>,
+    inbox: Vec<u8>,
+    /// Connections with output or state to act on this turn.
+    dirty: Vec<usize>,
+    shutting_down: bool,
+}
+
+impl Server {
+    /// Binds every listener. Nothing is accepted before [`Server::run`].
+    pub fn bind(specs: Vec<ListenerSpec>, broker: Broker, limits: IoLimits) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            let token = Token(FIRST_LISTENER + i);
+            let (socket, local) = match &spec.addr {
+                ListenAddr::Tcp(addr) => {
+                    let mut l = TcpListener::bind(*addr).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                    })?;
+                    poll.registry()
+                        .register(&mut l, token, Interest::READABLE)?;
+                    let local = l.local_addr()?.to_string();
+                    (Socket::Tcp(l), local)
+                }
+                ListenAddr::Unix(path) => {
+                    remove_stale_socket(path);
+                    let mut l = UnixListener::bind(path).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot listen on {}: {e}", path.display()),
+                        )
+                    })?;
+                    poll.registry()
+                        .register(&mut l, token, Interest::READABLE)?;
+                    (Socket::Unix(l), path.display().to_string())
+                }
+            };
+            let kind = match (spec.tls.is_some(), spec.websocket) {
+                (false, false) => "mqtt",
+                (true, false) => "mqtt+tls",
+                (false, true) => "websockets",
+                (true, true) => "websockets+tls",
+            };
+            tracing::info!("listening on {local} ({kind})");
+            listeners.push(Listener {
+                spec,
+                socket,
+                open: 0,
+                paused_until: None,
+                local,
+            });
+        }
+        Ok(Server {
+            poll,
+            listeners,
+            conns: Slab::new(),
+            broker,
+            limits,
+            start: Instant::now(),
+            scratch: vec![0; 64 * 1024],
+            inbox: Vec::new(),
+            dirty: Vec::new(),
+            shutting_down: false,
+        })
+    }
+
+    /// The addresses the listeners are bound to, in configuration order.
+    pub fn local_addrs(&self) -> Vec<String> {
+        self.listeners.iter().map(|l| l.local.clone()).collect()
+    }
+
+    fn now(&self) -> Time {
+        Time::from_millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// Runs until SIGINT or SIGTERM. SIGHUP calls `reload` and installs the authorizer it
+    /// returns, keeping every connection.
+    pub fn run(&mut self, reload: &mut Reload<'_>) -> io::Result<()> {
+        let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        for signal in signals.pending() {
+                            match signal {
+                                SIGHUP => self.reload(reload),
+                                _ => self.begin_shutdown(),
+                            }
+                        }
+                    }
+                    Token(t) if t < FIRST_LISTENER + self.listeners.len() => {
+                        self.accept(t - FIRST_LISTENER);
+                    }
+                    Token(t) => {
+                        let key = t - FIRST_LISTENER - self.listeners.len();
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                        if event.is_writable() && self.conns.contains(key) {
+                            self.dirty.push(key);
+                        }
+                    }
+                }
+            }
+            self.turn_end();
+            if self.shutting_down && self.conns.is_empty() {
+                tracing::info!("shut down");
+                return Ok(());
+            }
+        }
+    }
+
+    /// How long poll may sleep: until the broker's next deadline, a paused listener, or the
+    /// next check of handshakes and lingering closes.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.conns.iter().any(|(_, c)| c.more_input) {
+            return Some(Duration::ZERO);
+        }
+        let mut timeout = Duration::from_secs(1);
+        if let Some(t) = self.broker.poll_timeout() {
+            let now = self.now().as_millis();
+            timeout = timeout.min(Duration::from_millis(t.as_millis().saturating_sub(now)));
+        }
+        if self.listeners.iter().any(|l| l.paused_until.is_some()) {
+            timeout = timeout.min(Duration::from_millis(100));
+        }
+        Some(timeout)
+    }
+
+    /// Work at the end of every turn: time, leftover input, output, and housekeeping.
+    fn turn_end(&mut self) {
+        let pending: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.more_input)
+            .map(|(k, _)| k)
+            .collect();
+        for key in pending {
+            self.read(key);
+        }
+        let now = self.now();
+        self.broker.handle(now, Input::Tick);
+        self.apply_actions();
+        self.flush();
+        self.sweep();
+        for i in 0..self.listeners.len() {
+            if self.listeners[i]
+                .paused_until
+                .is_some_and(|t| t <= Instant::now())
+            {
+                self.listeners[i].paused_until = None;
+                self.accept(i);
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        if self.shutting_down || self.listeners[index].paused_until.is_some() {
+            return;
+        }
+        loop {
+            let listener = &self.listeners[index];
+            let accepted = match &listener.socket {
+                Socket::Tcp(l) => l.accept().map(|(s, peer)| (RawStream::Tcp(s), Some(peer))),
+                Socket::Unix(l) => l.accept().map(|(s, _)| (RawStream::Unix(s), None)),
+            };
+            match accepted {
+                Ok((stream, peer)) => self.add_connection(index, stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS...: the pending connection stays in the backlog;
+                    // try again shortly rather than spinning on an accept that keeps failing.
+                    tracing::error!(listener = %self.listeners[index].local, error = %e, "accept failed, pausing accepts for 100 ms");
+                    self.listeners[index].paused_until =
+                        Some(Instant::now() + Duration::from_millis(100));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, index: usize, raw: RawStream, peer: Option<SocketAddr>) {
+        let listener = &mut self.listeners[index];
+        if listener
+            .spec
+            .max_connections
+            .is_some_and(|max| listener.open >= max)
+        {
+            tracing::warn!(listener = %listener.local, ?peer, "listener max_connections reached, refusing");
+            return;
+        }
+        if let RawStream::Tcp(s) = &raw {
+            let _ = s.set_nodelay(true);
+        }
+        let raw = match (&listener.spec.tls, raw) {
+            (Some(config), RawStream::Tcp(sock)) => {
+                match rustls::ServerConnection::new(Arc::clone(config)) {
+                    Ok(tls) => RawStream::Tls(Box::new(rustls::StreamOwned::new(tls, sock))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start TLS");
+                        return;
+                    }
+                }
+            }
+            (_, raw) => raw,
+        };
+        let transport = if listener.spec.websocket {
+            Transport::websocket(raw, self.limits.max_ws_message, self.limits.max_ws_buffer)
+        } else {
+            Transport::mqtt(raw)
+        };
+        listener.open += 1;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = Token(FIRST_LISTENER + self.listeners.len() + key);
+        let mut conn = Conn {
+            transport,
+            listener: index,
+            peer,
+            accepted: Instant::now(),
+            opened: false,
+            out: Vec::new(),
+            blocked: false,
+            read_paused: false,
+            closing: None,
+            more_input: false,
+        };
+        let registered = match conn.transport.raw_mut() {
+            Some(raw) => register(&self.poll, raw, token),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        };
+        if let Err(e) = registered {
+            tracing::error!(error = %e, "cannot register connection");
+            self.listeners[index].open -= 1;
+            return;
+        }
+        tracing::debug!(?peer, listener = %self.listeners[index].local, "new connection");
+        entry.insert(conn);
+        // The handshake may already have data waiting.
+        self.read(key);
+    }
+
+    /// Reads what a connection has, opening it in the broker once its handshakes are done.
+    fn read(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.more_input = false;
+        if conn.read_paused || conn.closing.is_some() {
+            return;
+        }
+        self.inbox.clear();
+        let inbox = &mut self.inbox;
+        let outcome = conn
+            .transport
+            .read(&mut self.scratch, self.limits.read_budget, |bytes| {
+                inbox.extend_from_slice(bytes)
+            });
+        conn.more_input = outcome.more;
+        // A handshake may have answers to send even when no MQTT bytes arrived.
+        self.dirty.push(key);
+        if !conn.opened && conn.transport.ready() {
+            self.open_in_broker(key);
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.opened && !self.inbox.is_empty() {
+            let now = self.now();
+            let bytes = std::mem::take(&mut self.inbox);
+            self.broker.handle(
+                now,
+                Input::Received {
+                    conn: ConnId(key as u64),
+                    bytes: &bytes,
+                },
+            );
+            self.inbox = bytes;
+            self.apply_actions();
+        }
+        if outcome.closed {
+            match &outcome.error {
+                Some(e) => tracing::debug!(conn = key, error = %e, "connection failed"),
+                None => tracing::debug!(conn = key, "connection closed by peer"),
+            }
+            self.drop_connection(key, true);
+        }
+    }
+
+    fn open_in_broker(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.opened = true;
+        let identity = conn
+            .transport
+            .raw()
+            .and_then(RawStream::peer_identity)
+            .map(ByteString::from);
+        let open = Open {
+            conn: ConnId(key as u64),
+            listener: self.listeners[conn.listener].spec.id,
+            peer: conn.peer,
+            tls_identity: identity,
+        };
+        let now = self.now();
+        self.broker.handle(now, Input::Open(open));
+        self.apply_actions();
+    }
+
+    /// Carries out everything the broker asks for.
+    fn apply_actions(&mut self) {
+        while let Some(action) = self.broker.poll_action() {
+            match action {
+                Action::Send { conn, bytes } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.out.push(bytes);
+                        self.dirty.push(key);
+                    }
+                }
+                Action::Close { conn } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.closing = Some(Instant::now() + self.limits.close_linger);
+                        self.dirty.push(key);
+                    }
+                }
+                Action::PauseRead { conn } => {
+                    if let Some(c) = self.conns.get_mut(conn.0 as usize) {
+                        c.read_paused = true;
+                    }
+                }
+                Action::ResumeRead { conn } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.read_paused = false;
+                        // Input that arrived while paused raised no new readiness event.
+                        c.more_input = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes pending output of every connection that has some or became writable.
+    fn flush(&mut self) {
+        while !self.dirty.is_empty() {
+            let mut keys = std::mem::take(&mut self.dirty);
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                self.write(key);
+            }
+            // Telling the broker a connection drained may produce more output.
+            self.apply_actions();
+        }
+    }
+
+    fn write(&mut self, key: usize) {
+        let now = self.now();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let result = if conn.out.is_empty() {
+            conn.transport.flush_pending()
+        } else {
+            conn.transport.write(&mut conn.out)
+        };
+        match result {
+            Ok(waiting) => {
+                if conn.closing.is_some() {
+                    if !waiting && conn.out.is_empty() {
+                        self.drop_connection(key, false);
+                    }
+                    return;
+                }
+                let waiting = waiting || !conn.out.is_empty();
+                if conn.opened && waiting != conn.blocked {
+                    conn.blocked = waiting;
+                    let id = ConnId(key as u64);
+                    let input = if waiting {
+                        Input::Blocked { conn: id }
+                    } else {
+                        Input::Writable { conn: id }
+                    };
+                    self.broker.handle(now, input);
+                }
+                if !conn.opened && conn.transport.ready() {
+                    self.open_in_broker(key);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(conn = key, error = %e, "write failed");
+                let told_broker = conn.closing.is_none();
+                self.drop_connection(key, told_broker);
+            }
+        }
+    }
+
+    /// Forgets a connection; tells the broker when it did not close it itself.
+    fn drop_connection(&mut self, key: usize, tell_broker: bool) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        if let Some(raw) = conn.transport.raw_mut() {
+            deregister(&self.poll, raw);
+            if let RawStream::Tls(s) = raw {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+            }
+        }
+        self.listeners[conn.listener].open -= 1;
+        if tell_broker && conn.opened && conn.closing.is_none() {
+            let now = self.now();
+            self.broker.handle(
+                now,
+                Input::Closed {
+                    conn: ConnId(key as u64),
+                },
+            );
+            self.apply_actions();
+        }
+    }
+
+    /// Drops handshakes that take too long and closing connections that cannot flush.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.closing.is_some_and(|t| t <= now)
+                    || (!c.opened && now - c.accepted > self.limits.handshake_timeout)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in expired {
+            tracing::debug!(
+                conn = key,
+                "dropping connection (handshake or close timed out)"
+            );
+            self.drop_connection(key, false);
+        }
+    }
+
+    fn reload(&mut self, reload: &mut Reload<'_>) {
+        match reload() {
+            Ok(authorizer) => {
+                self.broker.set_authorizer(authorizer);
+                tracing::info!("reloaded password and ACL files");
+            }
+            Err(e) => tracing::error!("reload failed, keeping the previous rules: {e}"),
+        }
+    }
+
+    /// Stops accepting and closes every connection; `run` returns once they are gone.
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        tracing::info!("shutting down");
+        self.shutting_down = true;
+        for listener in &mut self.listeners {
+            match &mut listener.socket {
+                Socket::Tcp(l) => {
+                    let _ = self.poll.registry().deregister(l);
+                }
+                Socket::Unix(l) => {
+                    let _ = self.poll.registry().deregister(l);
+                }
+            }
+        }
+        let now = self.now();
+        self.broker.handle(now, Input::Shutdown);
+        self.apply_actions();
+        // Connections the broker never heard of (mid-handshake) just go.
+        let unopened: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.opened)
+            .map(|(k, _)| k)
+            .collect();
+        for key in unopened {
+            self.drop_connection(key, false);
+        }
+    }
+
+    /// The broker, for inspection.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            if let ListenAddr::Unix(path) = &listener.spec.addr {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+fn register(poll: &Poll, raw: &mut RawStream, token: Token) -> io::Result<()> {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    match raw {
+        RawStream::Tcp(s) => poll.registry().register(s, token, interest),
+        RawStream::Unix(s) => poll.registry().register(s, token, interest),
+        RawStream::Tls(s) => poll.registry().register(&mut s.sock, token, interest),
+    }
+}
+
+fn deregister(poll: &Poll, raw: &mut RawStream) {
+    let _ = match raw {
+        RawStream::Tcp(s) => poll.registry().deregister(s),
+        RawStream::Unix(s) => poll.registry().deregister(s),
+        RawStream::Tls(s) => poll.registry().deregister(&mut s.sock),
+    };
+}
+
+/// A Unix socket file left by a previous run would make bind fail; remove it, but never a file
+/// that is not a socket.
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listeners", &self.local_addrs())
+            .field("connections", &self.conns.len())
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,355 @@
+//! The byte streams under MQTT: a TCP or Unix socket, optionally inside TLS, optionally carrying
+//! WebSocket frames. Every layer is non-blocking: reads and writes report `WouldBlock` when the
+//! socket cannot go on, and the event loop retries when mio says it can.
+
+use bytes::Bytes;
+use mio::net::{TcpStream, UnixStream};
+use rustls::{ServerConnection, StreamOwned};
+use std::io::{self, Read, Write};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response, ServerHandshake};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::http::{HeaderValue, StatusCode};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+/// A socket, with TLS when the listener has it.
+#[derive(Debug)]
+pub enum RawStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Read for RawStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            RawStream::Tcp(s) => s.read(buf),
+            RawStream::Unix(s) => s.read(buf),
+            RawStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawStream::Tcp(s) => s.write(buf),
+            RawStream::Unix(s) => s.write(buf),
+            RawStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RawStream::Tcp(s) => s.flush(),
+            RawStream::Unix(s) => s.flush(),
+            RawStream::Tls(s) => {
+                // Push out TLS records rustls has buffered.
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl RawStream {
+    /// TLS records or handshake messages are waiting to be written.
+    fn has_pending_output(&self) -> bool {
+        match self {
+            RawStream::Tls(s) => s.conn.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// The identity of a verified TLS client certificate: its subject's Common Name, which is
+    /// what Mosquitto's use_identity_as_username takes.
+    pub fn peer_identity(&self) -> Option<String> {
+        let RawStream::Tls(s) = self else {
+            return None;
+        };
+        let cert = s.conn.peer_certificates()?.first()?;
+        crate::tls::common_name(cert)
+    }
+
+    /// True once the TLS handshake is over (always true without TLS).
+    pub fn handshake_done(&self) -> bool {
+        match self {
+            RawStream::Tls(s) => !s.conn.is_handshaking(),
+            _ => true,
+        }
+    }
+}
+
+type WsCallback = fn(&Request, Response) -> Result<Response, ErrorResponse>;
+
+/// Accepts the WebSocket upgrade only for the MQTT subprotocol, and names it in the answer
+/// (MQTT 5.0 and 3.1.1, section 6: "mqtt"; some 3.1 clients ask for "mqttv3.1").
+// The signature is tungstenite's callback contract; its error type is its HTTP response.
+#[allow(clippy::result_large_err)]
+fn ws_callback(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    let offered = request
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| p.eq_ignore_ascii_case("mqtt") || p.eq_ignore_ascii_case("mqttv3.1"))
+        .map(str::to_owned);
+    match offered {
+        Some(protocol) => {
+            let value = HeaderValue::from_str(&protocol).map_err(|_| bad_request())?;
+            response
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", value);
+            Ok(response)
+        }
+        None => Err(bad_request()),
+    }
+}
+
+fn bad_request() -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some("WebSocket subprotocol \"mqtt\" required".to_owned()));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}
+
+/// A connection's stream in its current state.
+#[derive(Debug)]
+pub enum Transport {
+    /// MQTT directly on the (TLS) socket.
+    Raw(RawStream),
+    /// An HTTP upgrade to WebSocket in progress.
+    WsHandshake(Option<Box<MidHandshake<ServerHandshake<RawStream, WsCallback>>>>),
+    /// MQTT inside WebSocket binary messages.
+    Ws(Box<WebSocket<RawStream>>),
+    /// Failed or finished; nothing more moves.
+    Closed,
+}
+
+/// What a read turn produced.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// The read budget ran out before the stream would block: come back for more.
+    pub more: bool,
+    /// The peer closed its side, or the stream failed.
+    pub closed: bool,
+    /// Why, for the log, when it failed rather than closed cleanly.
+    pub error: Option<String>,
+}
+
+impl Transport {
+    /// A plain MQTT stream.
+    pub fn mqtt(stream: RawStream) -> Transport {
+        Transport::Raw(stream)
+    }
+
+    /// A stream that must first complete a WebSocket upgrade. `max_message` bounds the size of
+    /// one WebSocket message and `max_buffer` the bytes waiting to be written.
+    pub fn websocket(stream: RawStream, max_message: usize, max_buffer: usize) -> Transport {
+        let config = ws_config(max_message, max_buffer);
+        let callback: WsCallback = ws_callback;
+        match tungstenite::accept_hdr_with_config(stream, callback, Some(config)) {
+            Ok(ws) => Transport::Ws(Box::new(ws)),
+            Err(HandshakeError::Interrupted(mid)) => Transport::WsHandshake(Some(Box::new(mid))),
+            Err(HandshakeError::Failure(_)) => Transport::Closed,
+        }
+    }
+
+    /// The socket under every layer, for identity and registration.
+    pub fn raw(&self) -> Option<&RawStream> {
+        match self {
+            Transport::Raw(s) => Some(s),
+            Transport::WsHandshake(Some(mid)) => Some(mid.get_ref().get_ref()),
+            Transport::Ws(ws) => Some(ws.get_ref()),
+            Transport::WsHandshake(None) | Transport::Closed => None,
+        }
+    }
+
+    pub fn raw_mut(&mut self) -> Option<&mut RawStream> {
+        match self {
+            Transport::Raw(s) => Some(s),
+            Transport::WsHandshake(Some(mid)) => Some(mid.get_mut().get_mut()),
+            Transport::Ws(ws) => Some(ws.get_mut()),
+            Transport::WsHandshake(None) | Transport::Closed => None,
+        }
+    }
+
+    /// True when MQTT bytes can flow (TLS and WebSocket handshakes done).
+    pub fn ready(&self) -> bool {
+        match self {
+            Transport::Raw(s) => s.handshake_done(),
+            Transport::Ws(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Reads everything available, handing MQTT bytes to `sink`, until the stream would block.
+    /// `budget` bounds the bytes taken in one turn, so one busy client cannot starve the others;
+    /// the event loop comes back for the rest.
+    pub fn read(
+        &mut self,
+        scratch: &mut [u8],
+        budget: usize,
+        mut sink: impl FnMut(&[u8]),
+    ) -> ReadOutcome {
+        let mut taken = 0;
+        loop {
+            if taken >= budget {
+                return ReadOutcome {
+                    more: true,
+                    ..ReadOutcome::default()
+                };
+            }
+            match self {
+                Transport::Raw(s) => match s.read(scratch) {
+                    Ok(0) => return closed(None),
+                    Ok(n) => {
+                        taken += n;
+                        sink(&scratch[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return ReadOutcome::default();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return closed(Some(e.to_string())),
+                },
+                Transport::WsHandshake(slot) => {
+                    let Some(mid) = slot.take() else {
+                        return closed(None);
+                    };
+                    match mid.handshake() {
+                        Ok(ws) => *self = Transport::Ws(Box::new(ws)),
+                        Err(HandshakeError::Interrupted(mid)) => {
+                            *slot = Some(Box::new(mid));
+                            return ReadOutcome::default();
+                        }
+                        Err(HandshakeError::Failure(e)) => {
+                            *self = Transport::Closed;
+                            return closed(Some(format!("WebSocket handshake: {e}")));
+                        }
+                    }
+                }
+                Transport::Ws(ws) => match ws.read() {
+                    Ok(Message::Binary(data)) => {
+                        taken += data.len();
+                        sink(&data);
+                    }
+                    // MQTT over WebSocket uses binary messages only (5.0 and 3.1.1, 6.0).
+                    Ok(Message::Text(_)) => {
+                        return closed(Some("text WebSocket message".to_owned()));
+                    }
+                    Ok(Message::Close(_)) => return closed(None),
+                    // Pings are answered by tungstenite itself on the next write or flush.
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return ReadOutcome::default();
+                    }
+                    Err(
+                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                    ) => {
+                        return closed(None);
+                    }
+                    Err(e) => return closed(Some(format!("WebSocket: {e}"))),
+                },
+                Transport::Closed => return closed(None),
+            }
+        }
+    }
+
+    /// Writes as much of `out` as the stream takes, removing what was written. Returns whether
+    /// anything (of `out` or of a lower layer's buffer) is still waiting.
+    pub fn write(&mut self, out: &mut Vec<Bytes>) -> io::Result<bool> {
+        match self {
+            Transport::Raw(s) => {
+                while let Some(front) = out.first_mut() {
+                    match s.write(front) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) if n == front.len() => {
+                            out.remove(0);
+                        }
+                        Ok(n) => {
+                            let _ = front.split_to(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                match s.flush() {
+                    Ok(()) => Ok(s.has_pending_output()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+                    Err(e) => Err(e),
+                }
+            }
+            Transport::Ws(ws) => {
+                // Each chunk the broker handed over becomes one binary message; tungstenite
+                // buffers frames (up to its limit) and flushes what the socket takes.
+                for chunk in out.drain(..) {
+                    match ws.write(Message::Binary(chunk)) {
+                        Ok(()) => {}
+                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        }
+                        Err(e) => return Err(io::Error::other(e)),
+                    }
+                }
+                match ws.flush() {
+                    Ok(()) => Ok(ws.get_ref().has_pending_output()),
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        Ok(true)
+                    }
+                    Err(e) => Err(io::Error::other(e)),
+                }
+            }
+            Transport::WsHandshake(Some(_)) => Ok(!out.is_empty()),
+            Transport::WsHandshake(None) | Transport::Closed => {
+                Err(io::ErrorKind::NotConnected.into())
+            }
+        }
+    }
+
+    /// Flushes what lower layers hold (TLS handshake messages, a WebSocket handshake answer).
+    pub fn flush_pending(&mut self) -> io::Result<bool> {
+        match self {
+            Transport::WsHandshake(slot) => {
+                // Driving the handshake writes its HTTP answer when it is ready.
+                let Some(mid) = slot.take() else {
+                    return Ok(false);
+                };
+                match mid.handshake() {
+                    Ok(ws) => {
+                        *self = Transport::Ws(Box::new(ws));
+                        Ok(false)
+                    }
+                    Err(HandshakeError::Interrupted(mid)) => {
+                        *slot = Some(Box::new(mid));
+                        Ok(true)
+                    }
+                    Err(HandshakeError::Failure(e)) => {
+                        *self = Transport::Closed;
+                        Err(io::Error::other(e))
+                    }
+                }
+            }
+            _ => self.write(&mut Vec::new()),
+        }
+    }
+}
+
+fn closed(error: Option<String>) -> ReadOutcome {
+    ReadOutcome {
+        more: false,
+        closed: true,
+        error,
+    }
+}
+
+fn ws_config(max_message: usize, max_buffer: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_buffer)
+}
