@@ -2040,3 +2040,25 @@ fn clients_cannot_publish_to_sys() {
     );
     assert_eq!(w.broker.stats().publish_denied, 1);
 }
+
+/// Mosquitto's message_size_limit: a larger payload is acknowledged and dropped; MQTT 5
+/// publishers learn it from reason 0x83.
+#[test]
+fn message_size_limit_drops_larger_payloads() {
+    let mut w = World::new(config(|c| c.message_size_limit = 4));
+    let sub = w.client(V3_1_1, "sub");
+    w.subscribe(sub, "t", Q1);
+    let p5 = w.client(V5, "p5");
+    w.send(p5, &publish("t", b"12345", Q1, 1));
+    assert_eq!(
+        w.recv(p5),
+        [puback_with(1, PubAckReason::ImplementationSpecificError)]
+    );
+    let p3 = w.client(V3_1_1, "p3");
+    w.send(p3, &publish("t", b"12345", Q1, 1));
+    assert_eq!(w.recv(p3), [puback(pid(1))]);
+    w.send(p3, &publish("t", b"1234", Q1, 2));
+    assert_eq!(w.recv(p3), [puback(pid(2))]);
+    assert_eq!(topics(&mut w, sub), ["t"]);
+    assert_eq!(w.broker.stats().publish_too_large, 2);
+}

@@ -154,10 +154,6 @@ pub struct DaemonConfig {
     /// Seconds between `$SYS` updates; 0 turns them off. Mosquitto's default is 10. The same
     /// value is in `broker.sys_interval`, since the broker publishes `$SYS` itself.
     pub sys_interval: u64,
-    /// Largest PUBLISH payload accepted, in bytes; 0 means no limit. This is Mosquitto's
-    /// `message_size_limit`, a payload limit distinct from `max_packet_size`: it is not part of
-    /// the broker's [`Config`], so whoever feeds the broker must drop larger messages itself.
-    pub message_size_limit: u32,
     /// Set TCP_NODELAY on client sockets (`set_tcp_nodelay`, default false).
     pub set_tcp_nodelay: bool,
     /// Logging options.
@@ -201,7 +197,6 @@ impl DaemonConfig {
             security: SecurityConfig::default(),
             persistence: PersistenceConfig::default(),
             sys_interval: 10,
-            message_size_limit: 0,
             set_tcp_nodelay: false,
             log: LogConfig::default(),
             pid_file: None,
@@ -1661,7 +1656,7 @@ impl Parser {
         match line.option {
             "message_size_limit" => {
                 let limit = line.integer_in(warnings, 0..=i64::from(MQTT_MAX_PAYLOAD))?;
-                config.message_size_limit = u32::try_from(limit).unwrap_or(MQTT_MAX_PAYLOAD);
+                config.broker.message_size_limit = u32::try_from(limit).unwrap_or(MQTT_MAX_PAYLOAD);
             }
             "sys_interval" => {
                 let seconds = line.integer_in(warnings, 0..=i64::from(u16::MAX))?;
@@ -2176,7 +2171,7 @@ mod tests {
         assert!(config.broker.allow_zero_length_clientid);
         assert_eq!(config.sys_interval, 10);
         assert_eq!(config.broker.sys_interval, 10);
-        assert_eq!(config.message_size_limit, 0);
+        assert_eq!(config.broker.message_size_limit, 0);
         assert!(!config.persistence.enabled);
         assert_eq!(config.persistence.autosave_interval, 1800);
         assert_eq!(config.persistence.path(), PathBuf::from("mosquitto.db"));
@@ -2319,7 +2314,7 @@ listener 1883
         assert!(!broker.retain_available);
         assert!(!broker.allow_zero_length_clientid);
         assert_eq!(broker.auto_id_prefix, "midge-");
-        assert_eq!(config.message_size_limit, 10_000);
+        assert_eq!(config.broker.message_size_limit, 10_000);
         assert_eq!(config.sys_interval, 0);
         assert!(config.set_tcp_nodelay);
         assert!(!config.log.connection_messages);
@@ -2401,7 +2396,9 @@ listener 1883
             MAX_PACKET_SIZE
         );
         assert_eq!(
-            parse("message_size_limit 268435455\n").message_size_limit,
+            parse("message_size_limit 268435455\n")
+                .broker
+                .message_size_limit,
             MQTT_MAX_PAYLOAD
         );
         let config = parse("listener 1883\nmax_connections -1\nlistener 1884\nmax_connections 0\n");
@@ -3295,7 +3292,7 @@ enable_control_api false
         assert_eq!(config.broker.max_inflight_messages, 40);
         assert_eq!(config.broker.max_queued_messages, 5000);
         assert_eq!(config.broker.max_keepalive, Some(300));
-        assert_eq!(config.message_size_limit, 1_048_576);
+        assert_eq!(config.broker.message_size_limit, 1_048_576);
         assert_eq!(config.persistence.autosave_interval, 600);
         assert_eq!(config.sys_interval, 30);
         assert_eq!(config.broker.sys_interval, 30);

@@ -12,6 +12,9 @@ pub struct Config {
     /// Largest packet accepted from a client, fixed header included. Announced to MQTT 5 clients
     /// in CONNACK when below the protocol maximum.
     pub max_packet_size: u32,
+    /// Largest PUBLISH payload accepted, in bytes; 0 means no limit (Mosquitto's
+    /// message_size_limit). A larger message is acknowledged (MQTT 5: reason 0x83) and dropped.
+    pub message_size_limit: u32,
     /// Outbound QoS 1 and 2 messages in flight per client, unacknowledged; 0 means no limit
     /// beyond the client's own Receive Maximum (Mosquitto's max_inflight_messages).
     pub max_inflight_messages: u16,
@@ -67,6 +70,7 @@ impl Default for Config {
         Config {
             max_connections: None,
             max_packet_size: MAX_PACKET_SIZE,
+            message_size_limit: 0,
             max_inflight_messages: 20,
             max_queued_messages: 1000,
             max_queued_bytes: 0,

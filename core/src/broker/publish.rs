@@ -36,7 +36,15 @@ impl Broker {
         self.stats.publish_bytes_received += p.payload.len() as u64;
         // `$SYS` is the broker's own tree (4.7.2); the authorizer decides the rest.
         if is_broker_topic(&p.topic) || !self.allowed(key, Access::Publish, &p.topic) {
-            return self.publish_denied(id, key, v5, p);
+            self.stats.publish_denied += 1;
+            tracing::debug!(conn = id.0, topic = %p.topic, "publish not authorized");
+            return self.publish_refused(id, key, v5, p, PubAckReason::NotAuthorized);
+        }
+        let limit = self.config.message_size_limit;
+        if limit != 0 && p.payload.len() > limit as usize {
+            self.stats.publish_too_large += 1;
+            tracing::debug!(conn = id.0, topic = %p.topic, bytes = p.payload.len(), "publish above message_size_limit dropped");
+            return self.publish_refused(id, key, v5, p, PubAckReason::ImplementationSpecificError);
         }
         match p.qos_pid {
             QosPid::AtMostOnce => {
@@ -74,19 +82,24 @@ impl Broker {
         }
     }
 
-    /// A PUBLISH the client may not make is not routed. MQTT 5 clients learn it from the
-    /// acknowledgement's reason code 0x87 (5.0, 3.4.2.1); 3.1.x acknowledgements cannot say it,
-    /// so those clients are acknowledged as usual (Mosquitto's behaviour) and the message is
+    /// A PUBLISH the broker will not route (not authorized, too large). MQTT 5 clients learn it
+    /// from the acknowledgement's reason code (5.0, 3.4.2.1); 3.1.x acknowledgements cannot say
+    /// it, so those clients are acknowledged as usual (Mosquitto's behaviour) and the message is
     /// dropped. QoS 0 has no acknowledgement to carry it.
-    fn publish_denied(&mut self, id: ConnId, key: SessionKey, v5: bool, p: Publish) {
-        self.stats.publish_denied += 1;
-        tracing::debug!(conn = id.0, topic = %p.topic, "publish not authorized");
+    fn publish_refused(
+        &mut self,
+        id: ConnId,
+        key: SessionKey,
+        v5: bool,
+        p: Publish,
+        reason: PubAckReason,
+    ) {
         match p.qos_pid {
             QosPid::AtMostOnce => {}
             QosPid::AtLeastOnce(packet_id) => {
                 let mut ack = PubAck::success(packet_id);
                 if v5 {
-                    ack.reason = PubAckReason::NotAuthorized;
+                    ack.reason = reason;
                 }
                 self.reply(id, &Packet::PubAck(ack));
             }
@@ -94,7 +107,7 @@ impl Broker {
                 let mut rec = PubRec::success(packet_id);
                 if v5 {
                     // A refusing PUBREC ends the exchange: no PUBREL follows (5.0, 4.3.3).
-                    rec.reason = PubAckReason::NotAuthorized;
+                    rec.reason = reason;
                 } else {
                     self.sessions[key].inbound_qos2.insert(packet_id);
                 }

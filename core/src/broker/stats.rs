@@ -16,6 +16,8 @@ pub struct Stats {
     pub publish_received: u64,
     /// PUBLISH packets refused by the authorizer, or addressed to the broker's own `$SYS` tree.
     pub publish_denied: u64,
+    /// PUBLISH packets dropped because their payload exceeds `message_size_limit`.
+    pub publish_too_large: u64,
     /// PUBLISH packets sent to clients, redeliveries included.
     pub publish_sent: u64,
     /// Messages not queued for a session because its queue was full.
