@@ -2,8 +2,11 @@
 //! timers and feeds midge-core's sans-IO broker. Protocol logic lives in midge-core; this crate
 //! only moves bytes, reads configuration and credentials, and carries out what the broker asks.
 
+pub mod access;
 pub mod acl;
 pub mod config;
+pub mod daemon;
+pub mod logging;
 pub mod passwd;
 pub mod server;
 pub mod tls;

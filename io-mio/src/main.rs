@@ -1,107 +1,214 @@
-//! The `midge` binary, the production daemon of midge: a thin mio event loop that owns the
-//! sockets, TLS, files and timers, turns what they report into inputs for midge-core's broker
-//! state machine, and carries out the outputs that state machine asks for. All protocol logic
-//! lives in midge-core; this crate only performs I/O. The event loop is not built yet: for now
-//! the binary prints its version and says so.
+//! The `midge` binary: reads the command line and configuration, then runs the daemon's event
+//! loop. Everything but argument handling lives in the `midge` library.
 
-use std::ffi::OsString;
+use midge::config::{self, DaemonConfig, ListenerConfig};
+use midge::server::{IoLimits, Server};
+use midge::{access, daemon, logging, passwd};
+use midge_core::broker::Broker;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    /// No arguments: start the broker.
-    Run,
-    /// `-V` or `--version`.
-    Version,
-    /// `-h` or `--help`.
-    Help,
-    /// Anything else; carries the first argument that was not understood.
-    Unknown(String),
-}
+const USAGE: &str = "\
+midge, an MQTT 3.1, 3.1.1 and 5.0 broker
 
-/// Parses the arguments that follow the program name.
-fn parse_args(args: impl IntoIterator<Item = OsString>) -> Command {
-    let mut args = args.into_iter();
-    let Some(first) = args.next() else {
-        return Command::Run;
-    };
-    let command = match first.to_str() {
-        Some("-V" | "--version") => Command::Version,
-        Some("-h" | "--help") => Command::Help,
-        _ => return Command::Unknown(first.to_string_lossy().into_owned()),
-    };
-    match args.next() {
-        None => command,
-        Some(extra) => Command::Unknown(extra.to_string_lossy().into_owned()),
-    }
-}
-
-fn usage() -> String {
-    format!(
-        "midge {VERSION}, an MQTT 3.1, 3.1.1 and 5.0 broker
-
-Usage: midge [OPTIONS]
+Usage:
+  midge [-c FILE] [-p PORT]... [-v]   run the broker
+  midge -c FILE --test-config         check a configuration and exit
+  midge passwd [-c] [-b] FILE USER [PASSWORD]
+                                      manage a password file (mosquitto_passwd format)
+  midge passwd -D FILE USER           delete a user from a password file
 
 Options:
-  -h, --help       Print this help and exit
-  -V, --version    Print the version and exit
+  -c, --config-file FILE  read a mosquitto.conf-style configuration file
+  -p, --port PORT         listen on PORT (without -c: on localhost only)
+  -t, --test-config       check the configuration (and TLS files) and exit
+  -v, --verbose           log everything
+  -h, --help              show this help
+  -V, --version           show the version
 
-The network daemon is not built yet: run without options, midge prints its version and exits."
-    )
+Without -c, midge listens on localhost port 1883 (IPv4 and IPv6) and allows anonymous
+clients, like Mosquitto 2 without a configuration file.";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq, Default)]
+struct Options {
+    config: Option<PathBuf>,
+    ports: Vec<u16>,
+    verbose: bool,
+    test_config: bool,
+    help: bool,
+    version: bool,
+}
+
+/// Parses the arguments that follow the program name (Mosquitto's options where they exist).
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-c" | "--config-file" => {
+                let file = it.next().ok_or("-c needs a file")?;
+                o.config = Some(PathBuf::from(file));
+            }
+            "-p" | "--port" => {
+                let port = it.next().ok_or("-p needs a port")?;
+                let port = port
+                    .parse()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("invalid port '{port}'"))?;
+                o.ports.push(port);
+            }
+            "-t" | "--test-config" => o.test_config = true,
+            "-v" | "--verbose" => o.verbose = true,
+            "-h" | "--help" => o.help = true,
+            "-V" | "--version" => o.version = true,
+            "-d" | "--daemon" => {
+                return Err("-d is not supported: run midge under a service manager".into());
+            }
+            other => return Err(format!("unrecognized argument '{other}'")),
+        }
+    }
+    Ok(o)
 }
 
 fn main() -> ExitCode {
-    match parse_args(std::env::args_os().skip(1)) {
-        Command::Run => {
-            println!("midge {VERSION}");
-            println!("The network daemon is not built yet; this build only prints its version.");
-            ExitCode::SUCCESS
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("passwd") {
+        return match passwd::run_passwd_command(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midge passwd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("midge: {e}\nRun 'midge --help' for usage.");
+            return ExitCode::from(2);
         }
-        Command::Version => {
-            println!("midge {VERSION}");
-            ExitCode::SUCCESS
-        }
-        Command::Help => {
-            println!("{}", usage());
-            ExitCode::SUCCESS
-        }
-        Command::Unknown(arg) => {
-            eprintln!("midge: unrecognized argument '{arg}'");
-            eprintln!("Run 'midge --help' for usage.");
-            ExitCode::from(2)
+    };
+    if options.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if options.version {
+        println!("midge {VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("midge: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the configuration the options name, with `-p` ports applied.
+fn load_config(options: &Options) -> Result<DaemonConfig, String> {
+    let mut config = match &options.config {
+        Some(path) => config::load(path).map_err(|e| e.to_string())?,
+        None => DaemonConfig::default_local_only(),
+    };
+    if !options.ports.is_empty() {
+        if config.local_only {
+            // Like Mosquitto 2 without a configuration file: still localhost only.
+            let template = config.listeners.clone();
+            config.listeners = options
+                .ports
+                .iter()
+                .flat_map(|&port| {
+                    template.iter().cloned().map(move |mut l| {
+                        l.port = port;
+                        l
+                    })
+                })
+                .collect();
+        } else {
+            for &port in &options.ports {
+                config.listeners.push(plain_listener(port));
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// A listener on every interface with every option at its default, like Mosquitto's `port`.
+fn plain_listener(port: u16) -> ListenerConfig {
+    ListenerConfig {
+        port,
+        bind: None,
+        unix_socket: None,
+        protocol: Default::default(),
+        socket_domain: None,
+        tls: None,
+        security: Default::default(),
+        max_connections: None,
+        defined_at: None,
+    }
+}
+
+fn run(options: Options) -> Result<(), String> {
+    // Everything that can be wrong with the configuration is found before anything listens.
+    let config = load_config(&options)?;
+    let specs = daemon::listener_specs(&config)?;
+    let authorizer = access::FileAuthorizer::load(&config)?;
+    if options.test_config {
+        for w in &config.warnings {
+            eprintln!("midge: warning: {w}");
+        }
+        println!("configuration OK");
+        return Ok(());
+    }
+    logging::init(&config.log, options.verbose)?;
+    tracing::info!("midge {VERSION} starting");
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    daemon::raise_open_files_limit();
+    let mut broker = Broker::new(daemon::broker_config(&config)?);
+    broker.set_authorizer(Box::new(authorizer));
+    let mut server = Server::bind(specs, broker, IoLimits::default()).map_err(|e| e.to_string())?;
+    daemon::write_pid_file(&config)?;
+    let mut reload = || access::FileAuthorizer::load(&config).map(|a| Box::new(a) as _);
+    let result = server.run(&mut reload).map_err(|e| e.to_string());
+    if let Some(path) = &config.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Command {
-        parse_args(args.iter().map(OsString::from))
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
     }
 
     #[test]
-    fn no_arguments_runs_the_broker() {
-        assert_eq!(parse(&[]), Command::Run);
+    fn options() {
+        let o = parse_args(&args("-c /etc/midge.conf -p 1884 -p 1885 -v")).unwrap();
+        assert_eq!(o.config, Some(PathBuf::from("/etc/midge.conf")));
+        assert_eq!(o.ports, [1884, 1885]);
+        assert!(o.verbose);
+        assert!(parse_args(&args("--test-config")).unwrap().test_config);
+        assert!(parse_args(&args("-V")).unwrap().version);
+        assert!(parse_args(&args("--help")).unwrap().help);
+        assert_eq!(parse_args(&[]).unwrap(), Options::default());
     }
 
     #[test]
-    fn version_and_help_flags() {
-        assert_eq!(parse(&["--version"]), Command::Version);
-        assert_eq!(parse(&["-V"]), Command::Version);
-        assert_eq!(parse(&["--help"]), Command::Help);
-        assert_eq!(parse(&["-h"]), Command::Help);
-    }
-
-    #[test]
-    fn anything_else_is_rejected() {
-        assert_eq!(parse(&["--verbose"]), Command::Unknown("--verbose".into()));
-        assert_eq!(parse(&["-v"]), Command::Unknown("-v".into()));
-        assert_eq!(parse(&["--version", "x"]), Command::Unknown("x".into()));
-        assert_eq!(parse(&[""]), Command::Unknown(String::new()));
+    fn bad_options() {
+        assert!(parse_args(&args("-c")).is_err());
+        assert!(parse_args(&args("-p 0")).is_err());
+        assert!(parse_args(&args("-p x")).is_err());
+        assert!(parse_args(&args("--frobnicate")).is_err());
+        assert!(parse_args(&args("-d")).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The end of connections and sessions: closing, wills, session expiry, and DISCONNECT from a
 //! client.
 
+use super::connect::{CONNECTIONS, peer_text};
 use super::connection::{ConnState, Connection, Will};
 use super::session::{Expiry, SessionKey};
 use super::timers::Timer;
@@ -58,6 +59,19 @@ impl Broker {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        if let Some(client) = conn.client() {
+            let why = match (reason, will) {
+                (Some(r), _) => format!("{r:?}"),
+                (None, WillAction::Discard) => "disconnected".to_owned(),
+                (None, WillAction::Publish) => "DisconnectWithWillMessage".to_owned(),
+            };
+            tracing::info!(
+                target: CONNECTIONS,
+                "client {} from {} closed: {why}",
+                client.client_id,
+                peer_text(conn.peer)
+            );
+        }
         if let (Some(reason), Some(client)) = (reason, conn.client())
             && client.version.is_v5()
         {
@@ -78,6 +92,14 @@ impl Broker {
     /// ends without DISCONNECT publishes its will [MQTT-3.1.2-8].
     pub(super) fn peer_closed(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.remove(&id) {
+            if let Some(client) = conn.client() {
+                tracing::info!(
+                    target: CONNECTIONS,
+                    "client {} from {} closed its connection without DISCONNECT",
+                    client.client_id,
+                    peer_text(conn.peer)
+                );
+            }
             self.detach(id, conn, WillAction::Publish, SessionFate::ByExpiry);
         }
     }
@@ -97,7 +119,6 @@ impl Broker {
             return;
         }
         session.conn = None;
-        tracing::debug!(conn = id.0, client_id = %client.client_id, "client disconnected");
         if let (WillAction::Publish, Some(w)) = (will, client.will) {
             if w.delay_secs == 0 {
                 self.publish_will(w);

@@ -210,7 +210,18 @@ impl Broker {
             conn.keep_alive_timer = Some(deadline);
             self.timers.schedule(deadline, Timer::KeepAlive(id));
         }
-        tracing::debug!(conn = id.0, peer = ?conn.peer, client_id = %client_id, ?version, session_present, "client connected");
+        tracing::info!(
+            target: CONNECTIONS,
+            "client {client_id} connected from {} (mqtt {}, clean {}, keep alive {keep_alive}{})",
+            peer_text(conn.peer),
+            version_text(version),
+            u8::from(c.clean_start),
+            self.sessions[key]
+                .username
+                .as_ref()
+                .map(|u| format!(", user '{u}'"))
+                .unwrap_or_default(),
+        );
 
         let connack = Packet::ConnAck(ConnAck {
             // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
@@ -285,5 +296,21 @@ impl Broker {
     fn resume_session(&mut self, key: SessionKey) {
         self.sessions[key].outbound.resume();
         self.pump(key);
+    }
+}
+
+/// The tracing target of connection messages (Mosquitto's connection_messages), so a driver can
+/// switch them off on their own.
+pub const CONNECTIONS: &str = "midge::connections";
+
+pub(crate) fn peer_text(peer: Option<core::net::SocketAddr>) -> String {
+    peer.map_or_else(|| "a local socket".to_owned(), |p| p.to_string())
+}
+
+fn version_text(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::V3_1 => "3.1",
+        ProtocolVersion::V3_1_1 => "3.1.1",
+        ProtocolVersion::V5 => "5.0",
     }
 }

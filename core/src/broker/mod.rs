@@ -28,6 +28,7 @@ mod time;
 mod timers;
 
 pub use config::Config;
+pub use connect::CONNECTIONS;
 pub use stats::Stats;
 pub use time::Time;
 

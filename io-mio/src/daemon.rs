@@ -1,0 +1,106 @@
+//! From a configuration to a running daemon: listener sockets with their TLS settings, the
+//! broker's configuration, process limits and the pid file.
+
+use crate::config::{DaemonConfig, ListenerConfig, ListenerProtocol, SocketDomain, TlsVersion};
+use crate::server::{ListenAddr, ListenerSpec};
+use crate::tls;
+use midge_core::broker::{Config, ListenerId};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// The broker's configuration, with a client id seed from the operating system so assigned
+/// client ids cannot be guessed.
+pub fn broker_config(config: &DaemonConfig) -> Result<Config, String> {
+    let mut broker = config.broker.clone();
+    getrandom::fill(&mut broker.client_id_seed)
+        .map_err(|e| format!("cannot read random seed: {e}"))?;
+    Ok(broker)
+}
+
+/// Every socket to listen on. A listener whose host resolves to several addresses gets one
+/// socket per address; they share the listener's id.
+pub fn listener_specs(config: &DaemonConfig) -> Result<Vec<ListenerSpec>, String> {
+    let mut specs = Vec::new();
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let id = ListenerId(index as u32);
+        let tls = match &listener.tls {
+            Some(t) => Some(tls::server_config(&tls::Settings {
+                certfile: &t.certfile,
+                keyfile: &t.keyfile,
+                cafile: t.cafile.as_deref(),
+                capath: t.capath.as_deref(),
+                require_certificate: t.require_certificate,
+                versions: match t.tls_version {
+                    Some(TlsVersion::Tlsv1_3) => tls::Versions::Tls13,
+                    _ => tls::Versions::Default,
+                },
+            })?),
+            None => None,
+        };
+        for addr in addresses(listener)? {
+            specs.push(ListenerSpec {
+                id,
+                addr,
+                tls: tls.clone(),
+                websocket: listener.protocol == ListenerProtocol::WebSockets,
+                max_connections: listener.max_connections,
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// Where one listener listens. Without a bind address it takes every interface: on the IPv6
+/// wildcard, which also accepts IPv4 on a dual-stack host, unless `socket_domain` says ipv4.
+fn addresses(l: &ListenerConfig) -> Result<Vec<ListenAddr>, String> {
+    if let Some(path) = &l.unix_socket {
+        return Ok(vec![ListenAddr::Unix(path.clone())]);
+    }
+    let wanted = |a: &SocketAddr| match l.socket_domain {
+        Some(SocketDomain::Ipv4) => a.is_ipv4(),
+        Some(SocketDomain::Ipv6) => a.is_ipv6(),
+        None => true,
+    };
+    let addrs: Vec<SocketAddr> = match &l.bind {
+        None => match l.socket_domain {
+            Some(SocketDomain::Ipv4) => vec![(Ipv4Addr::UNSPECIFIED, l.port).into()],
+            _ if ipv6_available() => vec![(Ipv6Addr::UNSPECIFIED, l.port).into()],
+            _ => vec![(Ipv4Addr::UNSPECIFIED, l.port).into()],
+        },
+        Some(host) => {
+            let mut found: Vec<SocketAddr> = (host.as_str(), l.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("listener {l}: cannot resolve {host}: {e}"))?
+                .filter(wanted)
+                .collect();
+            found.sort();
+            found.dedup();
+            found
+        }
+    };
+    if addrs.is_empty() {
+        return Err(format!("listener {l}: no address to listen on"));
+    }
+    Ok(addrs.into_iter().map(ListenAddr::Tcp).collect())
+}
+
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
+/// Raises the soft limit on open files to the hard limit, so the broker can hold as many
+/// connections as the system allows.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("open files limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
+}
+
+/// Writes the process id where `pid_file` says.
+pub fn write_pid_file(config: &DaemonConfig) -> Result<(), String> {
+    if let Some(path) = &config.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("pid_file {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
