@@ -33,7 +33,8 @@
 //!   "read". Leading spaces before a keyword are skipped; an indented `#` is not a comment.
 //!
 //! Subscriptions are where midge cannot simply copy Mosquitto: its ACL file never refuses a
-//! SUBSCRIBE (the check is a FIXME in `mosquitto_acl_check_default`, since 1.4) and instead
+//! SUBSCRIBE (subscription checks were switched off in 1.3.5 and are still a FIXME in
+//! `mosquitto_acl_check_default`) and instead
 //! filters each delivery with a read check. midge filters deliveries the same way
 //! ([`Access::Read`]), and in addition refuses a subscription that could never deliver anything
 //! under the file: one whose filter overlaps no topic the client may read. Every message
@@ -307,56 +308,68 @@ impl AclFile {
         }
     }
 
-    /// The patterns with this client's id and username filled in, in checking order; `None`
-    /// when the file has patterns but the client's names could widen them.
-    fn substituted_patterns(&self, client: Client<'_>) -> Option<Vec<Rule>> {
-        if self.patterns.rules.is_empty() {
-            return Some(Vec::new());
-        }
+    /// Whether patterns may be used for this client: not when the file has patterns and the
+    /// client id or username contains a wildcard that substitution would smuggle into them.
+    fn patterns_usable(&self, client: Client<'_>) -> bool {
         let dangerous = |name: &str| name.contains(['+', '#']);
-        if dangerous(client.id) || client.username.is_some_and(dangerous) {
-            tracing::info!(
+        let refused = !self.patterns.rules.is_empty()
+            && (dangerous(client.id) || client.username.is_some_and(dangerous));
+        if refused {
+            tracing::debug!(
                 client_id = client.id,
                 username = client.username,
-                "ACL patterns deny a client whose client id or username contains + or #"
+                "ACL patterns refuse a client whose client id or username contains + or #"
             );
-            return None;
         }
-        let substituted = self.patterns.rules.iter().filter_map(|rule| {
-            let topic = substitute(&rule.topic, client.id, client.username)?;
-            Some(Rule {
-                grant: rule.grant,
-                topic,
-            })
-        });
-        Some(substituted.collect())
+        !refused
+    }
+
+    /// Calls `visit` with each pattern's access and topic, filled in for `client`, in checking
+    /// order, until it returns something. Patterns needing a username the client lacks are
+    /// skipped. Runs on every delivery, so it reuses one buffer instead of allocating per rule.
+    fn find_in_patterns<T>(
+        &self,
+        client: Client<'_>,
+        mut visit: impl FnMut(Grant, &str) -> Option<T>,
+    ) -> Option<T> {
+        let mut buf = String::new();
+        for rule in &self.patterns.rules {
+            let topic = if rule.topic.contains('%') {
+                if !substitute_into(&mut buf, &rule.topic, client.id, client.username) {
+                    continue;
+                }
+                buf.as_str()
+            } else {
+                rule.topic.as_str()
+            };
+            if let Some(found) = visit(rule.grant, topic) {
+                return Some(found);
+            }
+        }
+        None
     }
 
     /// Mosquitto's decision for a topic name: the client's own list, then the patterns; the
     /// first matching deny refuses, the first matching grant with the wanted bit allows.
     fn check_topic(&self, client: Client<'_>, access: Access, topic: &str) -> bool {
-        let wanted = |grant: Grant| match access {
-            Access::Write => grant.allows_write(),
-            Access::Read | Access::Subscribe => grant.allows_read(),
-        };
-        let decide = |rules: &[Rule]| {
-            for rule in rules.iter().filter(|r| rule_matches(&r.topic, topic)) {
-                if rule.grant == Grant::Deny {
-                    return Some(false);
-                }
-                if wanted(rule.grant) {
-                    return Some(true);
-                }
+        let decide = |grant: Grant, rule: &str| {
+            if !rule_matches(rule, topic) {
+                None
+            } else if grant == Grant::Deny {
+                Some(false)
+            } else {
+                let wanted = match access {
+                    Access::Write => grant.allows_write(),
+                    Access::Read | Access::Subscribe => grant.allows_read(),
+                };
+                wanted.then_some(true)
             }
-            None
         };
-        if let Some(decision) = decide(self.own_rules(client.username)) {
+        let own = self.own_rules(client.username);
+        if let Some(decision) = own.iter().find_map(|r| decide(r.grant, &r.topic)) {
             return decision;
         }
-        match self.substituted_patterns(client) {
-            Some(patterns) => decide(&patterns).unwrap_or(false),
-            None => false,
-        }
+        self.patterns_usable(client) && self.find_in_patterns(client, decide).unwrap_or(false)
     }
 
     /// Grants a subscription that could deliver at least one message the client may read (see
@@ -364,29 +377,24 @@ impl AclFile {
     /// entirely denied by several deny rules together is granted, and its deliveries are then
     /// refused one by one, as in Mosquitto.
     fn check_subscription(&self, client: Client<'_>, filter: &str) -> bool {
+        let denies_all = |grant: Grant, rule: &str| {
+            (grant == Grant::Deny && filter_covers(rule, filter)).then_some(())
+        };
+        let may_read = |grant: Grant, rule: &str| {
+            (grant.allows_read() && filters_overlap(rule, filter)).then_some(())
+        };
         let own = self.own_rules(client.username);
-        let covered_by_deny = |rules: &[Rule]| {
-            rules
-                .iter()
-                .any(|r| r.grant == Grant::Deny && filter_covers(&r.topic, filter))
-        };
-        let overlaps_read = |rules: &[Rule]| {
-            rules
-                .iter()
-                .any(|r| r.grant.allows_read() && filters_overlap(&r.topic, filter))
-        };
         // Every topic of the filter is refused by the client's own list before patterns are
         // consulted.
-        if covered_by_deny(own) {
+        if own.iter().any(|r| denies_all(r.grant, &r.topic).is_some()) {
             return false;
         }
-        if overlaps_read(own) {
+        if own.iter().any(|r| may_read(r.grant, &r.topic).is_some()) {
             return true;
         }
-        match self.substituted_patterns(client) {
-            Some(patterns) => !covered_by_deny(&patterns) && overlaps_read(&patterns),
-            None => false,
-        }
+        self.patterns_usable(client)
+            && self.find_in_patterns(client, denies_all).is_none()
+            && self.find_in_patterns(client, may_read).is_some()
     }
 }
 
@@ -467,13 +475,18 @@ fn is_c_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
-/// Replaces `%c` and `%u` as Mosquitto does, anywhere in the pattern, left to right. `None`
-/// when the pattern needs a username the client does not have.
-fn substitute(pattern: &str, client_id: &str, username: Option<&str>) -> Option<String> {
+/// Writes `pattern` into `out` with `%c` and `%u` replaced as Mosquitto does: anywhere in the
+/// pattern, left to right. False when the pattern needs a username the client does not have.
+fn substitute_into(
+    out: &mut String,
+    pattern: &str,
+    client_id: &str,
+    username: Option<&str>,
+) -> bool {
     if pattern.contains("%u") && username.is_none() {
-        return None;
+        return false;
     }
-    let mut out = String::with_capacity(pattern.len() + client_id.len());
+    out.clear();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match (c, chars.peek()) {
@@ -488,7 +501,7 @@ fn substitute(pattern: &str, client_id: &str, username: Option<&str>) -> Option<
             _ => out.push(c),
         }
     }
-    Some(out)
+    true
 }
 
 /// Whether an ACL rule topic matches a topic name. Rules that do not start with '$' never match
@@ -776,6 +789,19 @@ mod tests {
         // Substitution is textual, inside a level too, as in Mosquitto 2.0.
         let file = acl("pattern write x/id-%c-%u\n");
         assert!(file.check("7", Some("a"), Access::Write, "x/id-7-a"));
+    }
+
+    #[test]
+    fn substitution_matches_mosquittos_scan() {
+        let sub = |pattern, username| {
+            let mut out = String::from("stale");
+            substitute_into(&mut out, pattern, "id", username).then_some(out)
+        };
+        assert_eq!(sub("a/%c/%u", Some("u")).as_deref(), Some("a/id/u"));
+        assert_eq!(sub("%%c/%x/%", None).as_deref(), Some("%id/%x/%"));
+        assert_eq!(sub("%c%c", None).as_deref(), Some("idid"));
+        assert_eq!(sub("a/%u", None), None);
+        assert_eq!(sub("a/%u", Some("")).as_deref(), Some("a/"));
     }
 
     #[test]

@@ -364,9 +364,9 @@ impl PasswordFile {
         });
     }
 
-    /// Whether `password` is the password of `username`. Unknown users get `false` after the
-    /// same amount of hashing work as a known one, so response times do not tell which
-    /// usernames exist. The hash comparison is constant-time.
+    /// Whether `password` is the password of `username`. An unknown user gets `false` after
+    /// hashing with the default scheme, the same work as for users created with default settings,
+    /// so response times do not tell which usernames exist. The hash comparison is constant-time.
     ///
     /// Like Mosquitto, which hashes the password as a C string, only the bytes before the first
     /// NUL count (see [`PasswordHash::verify`]).
@@ -543,7 +543,7 @@ fn split_entry(line: &str) -> Result<Option<RawEntry>, LineError> {
     if secret.is_empty() {
         return Err(LineError::EmptyHash);
     }
-    if rest.len() > secret.len() && rest.contains(':') {
+    if rest.contains(':') {
         tracing::warn!(
             user = username,
             "password file line has text after the hash; ignored"
@@ -568,10 +568,10 @@ pub(crate) enum ReadError {
 /// Reads a password or ACL file as text. Comments may hold any bytes (Mosquitto never looks at
 /// them), so invalid UTF-8 there is replaced; anywhere else it is an error with a line number.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    let bytes = std::fs::read(path).map_err(ReadError::Io)?;
-    if let Ok(text) = String::from_utf8(bytes.clone()) {
-        return Ok(text);
-    }
+    let bytes = match String::from_utf8(std::fs::read(path).map_err(ReadError::Io)?) {
+        Ok(text) => return Ok(text),
+        Err(e) => e.into_bytes(),
+    };
     let mut text = String::with_capacity(bytes.len());
     for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         match std::str::from_utf8(line) {
@@ -1003,6 +1003,10 @@ mod tests {
         );
         assert!(!file.verify("alice", b"hunter\0"));
         assert!(file.verify("bob", b""));
+        assert!(
+            file.verify("bob", b"\0x"),
+            "NUL ends the password for $6$ too"
+        );
         assert!(!file.verify("carol", b"hunter2"), "unknown user");
         assert!(
             !file.verify("Alice", b"hunter2"),
