@@ -7,3 +7,4 @@
 pub mod auth;
 pub mod broker;
 pub mod codec;
+pub mod persist;

@@ -537,6 +537,8 @@ impl Sim {
                 Action::PauseRead { conn } | Action::ResumeRead { conn } => {
                     panic!("{action:?} for {conn:?}, whose client reads everything")
                 }
+                // Persistence is off in these runs.
+                Action::Persist { .. } => panic!("records written with persistence off"),
             }
             self.log.push(action);
         }

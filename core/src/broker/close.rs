@@ -91,6 +91,7 @@ impl Broker {
     /// The peer closed the connection, or it failed: nothing more can be sent. A connection that
     /// ends without DISCONNECT publishes its will [MQTT-3.1.2-8].
     pub(super) fn peer_closed(&mut self, id: ConnId) {
+        self.outbox.forget(id);
         if let Some(conn) = self.conns.remove(&id) {
             if let Some(client) = conn.client() {
                 tracing::info!(
@@ -119,16 +120,21 @@ impl Broker {
             return;
         }
         session.conn = None;
-        if let (WillAction::Publish, Some(w)) = (will, client.will) {
-            if w.delay_secs == 0 {
+        match (will, client.will) {
+            (WillAction::Publish, Some(w)) if w.delay_secs == 0 => {
+                self.record_will(key, None);
                 self.publish_will(w);
-            } else {
+            }
+            (WillAction::Publish, Some(w)) => {
                 // Held until the delay passes or the session ends [MQTT-3.1.2-8], and
                 // dropped if the client reconnects first [MQTT-3.1.2-26].
+                // The WillSet record written at CONNECT stands for it.
                 let due = self.now.plus_secs(u64::from(w.delay_secs));
                 self.sessions[key].pending_will = Some((due, w));
                 self.timers.schedule(due, Timer::WillDelay(key));
             }
+            (WillAction::Discard, Some(_)) => self.record_will(key, None),
+            (_, None) => {}
         }
         if fate == SessionFate::TakenOver {
             return;
@@ -155,6 +161,7 @@ impl Broker {
         };
         self.stats.sessions -= 1;
         self.session_index.remove(&session.client_id);
+        self.record_session_end(&session.client_id, session.persisted);
         for filter in &session.subscriptions {
             self.router.remove(filter, key);
         }
@@ -185,6 +192,7 @@ impl Broker {
                 return;
             }
             self.sessions[key].expiry = Expiry::from_interval(secs);
+            self.record_session(key);
         }
         let will = if d.reason == DisconnectReason::DisconnectWithWillMessage {
             WillAction::Publish

@@ -54,6 +54,9 @@ pub struct Config {
     /// are dropped (counted) and the broker stops reading its packets until the output drains.
     /// QoS 1 and 2 messages wait in the session queue instead.
     pub max_connection_buffer: usize,
+    /// Record persistent state as `Action::Persist` and hold output until it is durable
+    /// (Mosquitto's persistence option, with a write-ahead log instead of periodic snapshots).
+    pub persistence: bool,
     /// Seed of the generator for assigned client ids. The daemon seeds it from the operating
     /// system so that ids cannot be guessed; the simulator from its run's seed.
     pub client_id_seed: [u8; 32],
@@ -85,6 +88,7 @@ impl Default for Config {
             max_sessions: 1_000_000,
             max_retained_messages: 1_000_000,
             max_connection_buffer: 1 << 20,
+            persistence: false,
             client_id_seed: [0; 32],
             sys_interval: 0,
             version: concat!("midge version ", env!("CARGO_PKG_VERSION")).to_owned(),

@@ -181,8 +181,11 @@ impl Broker {
                     user_properties: w.properties.user_properties,
                     ..PublishProperties::default()
                 },
+                stored_id: Default::default(),
             }),
         });
+        self.record_session(key);
+        self.record_will(key, will.as_ref());
         let client = Client {
             session: key,
             client_id: client_id.clone(),

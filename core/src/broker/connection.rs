@@ -6,6 +6,7 @@ use super::message::Message;
 use super::session::SessionKey;
 use super::time::Time;
 use crate::codec::{ByteString, ProtocolVersion};
+use crate::persist::Lsn;
 use bytes::BytesMut;
 use core::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub(crate) struct Connection {
     pub read_buf: BytesMut,
     /// Encoded packets not yet handed to the driver.
     pub out: BytesMut,
+    /// Encoded packets that wait for records to be durable, after `out` in the stream.
+    pub held: Held,
     /// The driver cannot write to the socket now.
     pub blocked: bool,
     /// The driver was asked to stop reading: output is backed up past its limit.
@@ -73,6 +76,7 @@ impl Connection {
             opened: now,
             read_buf: BytesMut::new(),
             out: BytesMut::new(),
+            held: Held::default(),
             blocked: false,
             read_paused: false,
             last_received: now,
@@ -81,10 +85,57 @@ impl Connection {
         }
     }
 
+    /// Bytes waiting to go to this connection, held ones included.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.out.len() + self.held.bytes
+    }
+
     pub(crate) fn client(&self) -> Option<&Client> {
         match &self.state {
             ConnState::Connected(c) => Some(c),
             ConnState::AwaitingConnect => None,
+        }
+    }
+}
+
+/// Output waiting for durability, in segments tagged with the LSN each must wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    segments: std::collections::VecDeque<(Lsn, BytesMut)>,
+    pub bytes: usize,
+}
+
+impl Held {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Encodes output that must wait for `lsn`, after everything held before it.
+    pub(crate) fn push<E>(
+        &mut self,
+        lsn: Lsn,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        if self.segments.back().is_none_or(|(l, _)| *l != lsn) {
+            self.segments.push_back((lsn, BytesMut::new()));
+        }
+        let Some((_, buf)) = self.segments.back_mut() else {
+            return Ok(0);
+        };
+        let start = buf.len();
+        encode(buf)?;
+        let n = buf.len() - start;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    /// Moves every segment whose LSN is durable to `out`, in order.
+    pub(crate) fn release(&mut self, durable: Lsn, out: &mut BytesMut) {
+        while self.segments.front().is_some_and(|(l, _)| *l <= durable) {
+            if let Some((_, buf)) = self.segments.pop_front() {
+                self.bytes -= buf.len();
+                out.extend_from_slice(&buf);
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ impl Broker {
             if conn.read_paused {
                 break;
             }
-            if conn.blocked && conn.out.len() >= self.config.max_connection_buffer {
+            if conn.blocked && conn.pending_output() >= self.config.max_connection_buffer {
                 conn.read_paused = true;
                 self.outbox.push(Action::PauseRead { conn: id });
                 break;

@@ -2,7 +2,7 @@
 
 use crate::codec::{ByteString, PacketId, Publish, PublishProperties, QoS, QosPid};
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A message as published, shared by every session it is delivered to and by the retained
 /// store. Topic and payload share the memory of the packet it arrived in.
@@ -16,6 +16,8 @@ pub(crate) struct Message {
     /// MQTT 5 properties forwarded to subscribers. Topic Alias and Subscription Identifiers
     /// belong to one hop and are never stored here.
     pub properties: PublishProperties,
+    /// The id the log knows the message by, once it is stored.
+    pub stored_id: OnceLock<u64>,
 }
 
 impl Message {
@@ -30,6 +32,7 @@ impl Message {
             qos: p.qos_pid.qos(),
             retain: p.retain,
             properties,
+            stored_id: OnceLock::new(),
         }
     }
 }
@@ -42,6 +45,10 @@ pub(crate) struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
+    /// The delivery's id in the log (when `recorded`), which orders a session's deliveries.
+    pub id: u64,
+    /// An Enqueue record was written for it.
+    pub recorded: bool,
     /// A retained message sent because a subscription was made: not counted against the
     /// session's queue limits (see `Config::max_retained_messages`).
     pub on_subscribe: bool,

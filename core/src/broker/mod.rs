@@ -14,10 +14,12 @@ mod config;
 mod connect;
 mod connection;
 mod dispatch;
+mod durable;
 mod message;
 mod outbound;
 mod outbox;
 mod publish;
+mod recover;
 pub mod retained;
 pub mod router;
 mod session;
@@ -83,6 +85,9 @@ pub enum Input<'a> {
     Blocked { conn: ConnId },
     /// The connection can be written to again.
     Writable { conn: ConnId },
+    /// The log is durable up to and including this LSN (see [`Action::Persist`]): output held
+    /// for records up to it can go.
+    Durable { lsn: crate::persist::Lsn },
     /// Only time passed.
     Tick,
     /// The server is going down: every connection is closed, MQTT 5 clients first receive
@@ -105,6 +110,13 @@ pub enum Action {
     PauseRead { conn: ConnId },
     /// Read from the connection again.
     ResumeRead { conn: ConnId },
+    /// Append these encoded records (LSNs up to `lsn`) to the log, after those before. Report
+    /// with [`Input::Durable`] once they are durable: until then the broker holds back every
+    /// output produced after them.
+    Persist {
+        lsn: crate::persist::Lsn,
+        bytes: Bytes,
+    },
 }
 
 /// The MQTT broker state machine.
@@ -127,6 +139,13 @@ pub struct Broker {
     sys: sys::SysTree,
     /// Set by `Input::Shutdown`.
     shutting_down: bool,
+    /// The LSN of the last record written.
+    last_lsn: crate::persist::Lsn,
+    /// Encoded records not yet handed to the driver.
+    log: bytes::BytesMut,
+    /// Last stored message id and delivery id given out.
+    next_message_id: u64,
+    next_delivery_id: u64,
 }
 
 impl Broker {
@@ -148,6 +167,10 @@ impl Broker {
             stats: Stats::default(),
             sys: sys::SysTree::default(),
             shutting_down: false,
+            last_lsn: 0,
+            log: bytes::BytesMut::new(),
+            next_message_id: 0,
+            next_delivery_id: 0,
         }
     }
 
@@ -217,6 +240,7 @@ impl Broker {
                     }
                 }
             }
+            Input::Durable { lsn } => self.outbox.durable(lsn, &mut self.conns),
             Input::Tick => {}
             Input::Shutdown => self.shutdown(),
         }
@@ -225,6 +249,13 @@ impl Broker {
 
     /// The next thing for the driver to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
+        // Records first: the driver can start writing them while it sends what is not held.
+        if !self.log.is_empty() {
+            return Some(Action::Persist {
+                lsn: self.last_lsn,
+                bytes: self.log.split().freeze(),
+            });
+        }
         self.outbox.poll(&mut self.conns, &mut self.stats)
     }
 
@@ -307,6 +338,7 @@ impl Broker {
                         s.conn.is_none() && s.pending_will.as_ref().is_some_and(|(t, _)| *t == at)
                     });
                     if due && let Some((_, will)) = self.sessions[key].pending_will.take() {
+                        self.record_will(key, None);
                         self.publish_will(will);
                     }
                 }

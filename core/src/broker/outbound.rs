@@ -177,6 +177,26 @@ impl Outbound {
         Some(id)
     }
 
+    /// Puts back a message that was in flight when the broker stopped, with its packet id;
+    /// `released` when PUBREC had arrived. Call in the order the messages were first sent.
+    pub(crate) fn restore_in_flight(&mut self, id: PacketId, delivery: Delivery, released: bool) {
+        let stage = match (delivery.qos, released) {
+            (_, true) => Stage::Released,
+            (QoS::ExactlyOnce, false) => Stage::Qos2Sent(delivery),
+            _ => Stage::Qos1Sent(delivery),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight.insert(id, Inflight { seq, stage });
+        self.last_packet_id = self.last_packet_id.max(id.get());
+    }
+
+    /// Puts back a queued message, whatever the queue limits say: it was accepted before.
+    pub(crate) fn restore_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.queued_bytes();
+        self.push(delivery);
+    }
+
     /// PUBACK: ends a QoS 1 flow. False if no QoS 1 message awaits it.
     pub(crate) fn puback(&mut self, id: PacketId) -> bool {
         self.remove_if(id, |s| matches!(s, Stage::Qos1Sent(_)))
@@ -256,21 +276,21 @@ impl Outbound {
         max_messages: usize,
         max_bytes: usize,
         max_retained: usize,
-    ) -> Result<(), QueueFull> {
+    ) -> Result<(), (QueueFull, Delivery)> {
         if delivery.on_subscribe {
             if self.queued_on_subscribe >= max_retained {
-                return Err(QueueFull::Retained);
+                return Err((QueueFull::Retained, delivery));
             }
             self.queued_on_subscribe += 1;
             self.push(delivery);
             return Ok(());
         }
         if max_messages != 0 && self.queue.len() - self.queued_on_subscribe >= max_messages {
-            return Err(QueueFull::Messages);
+            return Err((QueueFull::Messages, delivery));
         }
         let size = delivery.queued_bytes();
         if max_bytes != 0 && self.queued_bytes + size > max_bytes {
-            return Err(QueueFull::Bytes);
+            return Err((QueueFull::Bytes, delivery));
         }
         self.queued_bytes += size;
         self.push(delivery);

@@ -2,18 +2,32 @@
 //! buffer; a connection with new bytes is remembered once, in the order its first byte arrived,
 //! and its whole buffer goes out as one `Send` when the driver next polls. A `Close` always comes
 //! after the last bytes of its connection.
+//!
+//! With persistence on, output produced after a record was written is held until the driver
+//! reports that record durable: an acknowledgement, a delivery, a SUBACK must never reveal state a
+//! crash could still lose. Held output keeps its place in the connection's byte stream; group
+//! commit makes the wait one fsync.
 
-use super::connection::Connection;
+use super::connection::{Connection, Held};
 use super::stats::Stats;
 use super::{Action, ConnId};
 use crate::codec::{EncodeError, Packet, ProtocolVersion};
-use std::collections::{BTreeMap, VecDeque};
+use crate::persist::Lsn;
+use bytes::BytesMut;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     /// Connections whose buffer went from empty to not empty since the last flush.
     dirty: Vec<ConnId>,
     actions: VecDeque<Action>,
+    /// The last record written, and the last the driver reported durable.
+    written: Lsn,
+    durable: Lsn,
+    /// Connections with output held for durability.
+    holding: BTreeSet<ConnId>,
+    /// Connections closed while output was held: their last bytes, then their close, wait.
+    closing: BTreeMap<ConnId, Held>,
 }
 
 impl Outbox {
@@ -26,6 +40,14 @@ impl Outbox {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
+        if self.written > self.durable || !conn.held.is_empty() {
+            let n = conn
+                .held
+                .push(self.written, |buf| packet.encode(version, buf))?;
+            stats.messages_sent += 1;
+            self.holding.insert(id);
+            return Ok(n);
+        }
         let start = conn.out.len();
         packet.encode(version, &mut conn.out)?;
         stats.messages_sent += 1;
@@ -45,14 +67,70 @@ impl Outbox {
         }
     }
 
-    /// Hands over what remains for a connection that is being closed, then the close.
+    /// Hands over what remains for a connection that is being closed, then the close; held
+    /// output and the close wait for durability.
     pub(crate) fn close(&mut self, id: ConnId, conn: &mut Connection, stats: &mut Stats) {
         if !conn.out.is_empty() {
             let bytes = conn.out.split().freeze();
             stats.bytes_sent += bytes.len() as u64;
             self.actions.push_back(Action::Send { conn: id, bytes });
         }
-        self.actions.push_back(Action::Close { conn: id });
+        self.holding.remove(&id);
+        if conn.held.is_empty() {
+            self.actions.push_back(Action::Close { conn: id });
+        } else {
+            self.closing.insert(id, std::mem::take(&mut conn.held));
+        }
+    }
+
+    /// The peer is gone: held output for it can never be sent.
+    pub(crate) fn forget(&mut self, id: ConnId) {
+        self.holding.remove(&id);
+        self.closing.remove(&id);
+    }
+
+    /// A record was written at `lsn`: output from now on waits for it.
+    pub(crate) fn written(&mut self, lsn: Lsn) {
+        self.written = lsn;
+    }
+
+    /// The driver made the log durable up to `lsn`: release what waited for it.
+    pub(crate) fn durable(&mut self, lsn: Lsn, conns: &mut BTreeMap<ConnId, Connection>) {
+        self.durable = self.durable.max(lsn.min(self.written));
+        let durable = self.durable;
+        let holding: Vec<ConnId> = self.holding.iter().copied().collect();
+        for id in holding {
+            let Some(conn) = conns.get_mut(&id) else {
+                self.holding.remove(&id);
+                continue;
+            };
+            let was_empty = conn.out.is_empty();
+            conn.held.release(durable, &mut conn.out);
+            if conn.held.is_empty() {
+                self.holding.remove(&id);
+            }
+            if was_empty && !conn.out.is_empty() && !conn.blocked {
+                self.dirty.push(id);
+            }
+        }
+        let closing: Vec<ConnId> = self.closing.keys().copied().collect();
+        for id in closing {
+            let Some(held) = self.closing.get_mut(&id) else {
+                continue;
+            };
+            let mut out = BytesMut::new();
+            held.release(durable, &mut out);
+            if !out.is_empty() {
+                self.actions.push_back(Action::Send {
+                    conn: id,
+                    bytes: out.freeze(),
+                });
+            }
+            if held.is_empty() {
+                self.closing.remove(&id);
+                self.actions.push_back(Action::Close { conn: id });
+            }
+        }
     }
 
     /// Queues an action that does not carry output.

@@ -70,6 +70,7 @@ impl Broker {
                         return self.protocol_error(id, DisconnectReason::ReceiveMaximumExceeded);
                     }
                     session.inbound_qos2.insert(packet_id);
+                    self.record_inbound(key, packet_id, true);
                     let msg = Arc::new(Message::from_publish(p));
                     if self.accept_message(msg, Some(key)) == 0 && v5 {
                         ack.reason = PubAckReason::NoMatchingSubscribers;
@@ -109,7 +110,9 @@ impl Broker {
                     // A refusing PUBREC ends the exchange: no PUBREL follows (5.0, 4.3.3).
                     rec.reason = reason;
                 } else {
-                    self.sessions[key].inbound_qos2.insert(packet_id);
+                    if self.sessions[key].inbound_qos2.insert(packet_id) {
+                        self.record_inbound(key, packet_id, true);
+                    }
                 }
                 self.reply(id, &Packet::PubRec(rec));
             }
@@ -121,7 +124,9 @@ impl Broker {
     pub(super) fn pubrel_received(&mut self, id: ConnId, key: SessionKey, packet_id: PacketId) {
         let known = self.sessions[key].inbound_qos2.remove(&packet_id);
         let mut comp = PubComp::success(packet_id);
-        if !known {
+        if known {
+            self.record_inbound(key, packet_id, false);
+        } else {
             comp.reason = PubRelReason::PacketIdentifierNotFound;
         }
         self.reply(id, &Packet::PubComp(comp));
@@ -129,6 +134,7 @@ impl Broker {
 
     pub(super) fn puback_received(&mut self, key: SessionKey, packet_id: PacketId) {
         if self.sessions[key].outbound.puback(packet_id) {
+            self.record_outbound(key, packet_id, false);
             self.pump(key);
         }
     }
@@ -140,12 +146,15 @@ impl Broker {
         let outbound = &mut self.sessions[key].outbound;
         if r.reason.is_error() {
             if outbound.pubrec_refused(r.packet_id) {
+                self.record_outbound(key, r.packet_id, false);
                 self.pump(key);
             }
             return;
         }
         let mut rel = PubRel::success(r.packet_id);
-        if !outbound.pubrec(r.packet_id) {
+        if outbound.pubrec(r.packet_id) {
+            self.record_outbound(key, r.packet_id, true);
+        } else {
             rel.reason = PubRelReason::PacketIdentifierNotFound;
         }
         self.reply(id, &Packet::PubRel(rel));
@@ -153,6 +162,7 @@ impl Broker {
 
     pub(super) fn pubcomp_received(&mut self, key: SessionKey, packet_id: PacketId) {
         if self.sessions[key].outbound.pubcomp(packet_id) {
+            self.record_outbound(key, packet_id, false);
             self.pump(key);
         }
     }
@@ -176,6 +186,7 @@ impl Broker {
     fn retain(&mut self, msg: &Arc<Message>) {
         if msg.payload.is_empty() {
             if let Some(old) = self.retained.remove(&msg.topic) {
+                self.record_retain_clear(&msg.topic);
                 self.stats.retained_messages -= 1;
                 self.stats.retained_bytes -= old.payload.len() as u64;
             }
@@ -187,6 +198,7 @@ impl Broker {
             tracing::warn!(topic = %msg.topic, "max_retained_messages reached, message not retained");
             return;
         }
+        self.record_retain_set(msg);
         if let Some(old) = self.retained.insert(&msg.topic, Arc::clone(msg)) {
             self.stats.retained_bytes -= old.payload.len() as u64;
         }
@@ -246,6 +258,8 @@ impl Broker {
                     // [MQTT-3.3.1-9] (3.1.1) (5.0, 3.3.1.3).
                     retain: msg.retain && retain_as_published,
                     subscription_ids,
+                    id: 0,
+                    recorded: false,
                     on_subscribe: false,
                     msg: Arc::clone(&msg),
                 },
@@ -256,7 +270,10 @@ impl Broker {
 
     /// Hands a delivery to a session: sent now if its client is connected and nothing must go
     /// first, otherwise queued within the session's limits. What cannot be queued is counted.
-    pub(super) fn deliver(&mut self, key: SessionKey, d: Delivery) {
+    pub(super) fn deliver(&mut self, key: SessionKey, mut d: Delivery) {
+        // Recorded before it is sent or queued; a delivery that then cannot be queued is
+        // recorded as discarded, so the log never holds a message the queue does not.
+        self.record_enqueue(key, &mut d);
         let window = self.window(key);
         let backed_up = self.output_backed_up(key);
         let session = &self.sessions[key];
@@ -304,7 +321,9 @@ impl Broker {
                     session.dropped_unreported = 0;
                 }
             }
-            Err(full) => {
+            Err((full, d)) => {
+                self.record_discarded(key, &d);
+                let session = &mut self.sessions[key];
                 self.stats.dropped_queue_full += 1;
                 if session.dropped_unreported == 0 {
                     let limit = match full {
@@ -325,7 +344,7 @@ impl Broker {
         self.sessions[key]
             .conn
             .and_then(|id| self.conns.get(&id))
-            .is_some_and(|c| c.blocked && c.out.len() >= self.config.max_connection_buffer)
+            .is_some_and(|c| c.blocked && c.pending_output() >= self.config.max_connection_buffer)
     }
 
     /// Outbound messages a session's client accepts in flight: the smaller of the configured
@@ -347,13 +366,17 @@ impl Broker {
     /// fresh packet id in the window.
     fn send_delivery(&mut self, key: SessionKey, d: Delivery) {
         if !self.fits_client(key, &d) {
+            self.record_discarded(key, &d);
             return;
         }
         let packet_id = match d.qos {
             QoS::AtMostOnce => None,
             // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
             _ => match self.sessions[key].outbound.start(d.clone()) {
-                Some(pid) => Some(pid),
+                Some(pid) => {
+                    self.record_sent(key, &d, pid);
+                    Some(pid)
+                }
                 None => return,
             },
         };
@@ -365,6 +388,7 @@ impl Broker {
     fn resend(&mut self, key: SessionKey, packet_id: PacketId, d: Delivery) {
         if !self.fits_client(key, &d) {
             self.sessions[key].outbound.abandon(packet_id);
+            self.record_outbound(key, packet_id, false);
             return;
         }
         self.write_publish(key, &d, Some(packet_id), true);

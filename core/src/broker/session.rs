@@ -57,6 +57,10 @@ pub(crate) struct Session {
     pub pending_will: Option<(Time, Will)>,
     /// Messages dropped since the last report, for rate-limited logging.
     pub dropped_unreported: u64,
+    /// The session's state is in the log (persistence on, session outlives its connection).
+    pub persisted: bool,
+    /// A WillSet record stands for it.
+    pub will_recorded: bool,
 }
 
 impl Session {
@@ -74,6 +78,8 @@ impl Session {
             inbound_qos2: BTreeSet::new(),
             pending_will: None,
             dropped_unreported: 0,
+            persisted: false,
+            will_recorded: false,
         }
     }
 }

@@ -58,6 +58,7 @@ impl Broker {
             // An identical filter replaces the subscription [MQTT-3.8.4-3].
             self.router.insert(&sub.filter, key, entry);
             session.subscriptions.insert(sub.filter.clone());
+            self.record_subscribe(key, &sub.filter, &entry);
             reasons.push(SubAckReason::granted(granted));
 
             // Retained messages for the new subscription [MQTT-3.3.1-6] (3.1.1); in MQTT 5 as
@@ -80,6 +81,8 @@ impl Broker {
                         // (3.1.1) (5.0, 3.3.1.3).
                         retain: true,
                         subscription_ids: subscription_id.into_iter().collect(),
+                        id: 0,
+                        recorded: false,
                         on_subscribe: true,
                         msg: Arc::clone(msg),
                     });
@@ -102,19 +105,16 @@ impl Broker {
     /// complete [MQTT-3.10.4-3]; UNSUBACK is sent even if nothing was removed
     /// [MQTT-3.10.4-4] [MQTT-3.10.4-5].
     pub(super) fn unsubscribe(&mut self, id: ConnId, key: SessionKey, u: Unsubscribe) {
-        let session = &mut self.sessions[key];
-        let reasons = u
-            .filters
-            .iter()
-            .map(|filter| {
-                if session.subscriptions.remove(filter) {
-                    self.router.remove(filter, key);
-                    UnsubAckReason::Success
-                } else {
-                    UnsubAckReason::NoSubscriptionExisted
-                }
-            })
-            .collect();
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            if self.sessions[key].subscriptions.remove(filter) {
+                self.router.remove(filter, key);
+                self.record_unsubscribe(key, filter);
+                reasons.push(UnsubAckReason::Success);
+            } else {
+                reasons.push(UnsubAckReason::NoSubscriptionExisted);
+            }
+        }
         let unsuback = Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: AckProperties::default(),

@@ -29,6 +29,13 @@ pub struct World {
     paused: BTreeSet<ConnId>,
     /// Every action in order, for determinism checks.
     pub log: Vec<Action>,
+    /// Records the broker asked to persist, in order.
+    pub disk: BytesMut,
+    /// The last LSN written to `disk`, and the last reported durable.
+    pub written: u64,
+    pub durable: u64,
+    /// Report records durable as soon as they are written (a disk with instant fsync).
+    pub auto_durable: bool,
 }
 
 impl World {
@@ -42,6 +49,38 @@ impl World {
             closed: BTreeSet::new(),
             paused: BTreeSet::new(),
             log: Vec::new(),
+            disk: BytesMut::new(),
+            written: 0,
+            durable: 0,
+            auto_durable: true,
+        }
+    }
+
+    /// A world around a broker recovered from `disk` (everything on it is durable).
+    pub fn recovered(config: Config, disk: &BytesMut, now: Time) -> World {
+        let data = bytes::Bytes::copy_from_slice(disk);
+        let scan = midge_core::persist::scan(&data);
+        assert!(scan.damage.is_none(), "damaged log: {:?}", scan.damage);
+        let mut state = midge_core::persist::State::default();
+        for (lsn, record) in &scan.records {
+            state.apply(*lsn, record).expect("consistent log");
+        }
+        let mut w = World::new(config.clone());
+        w.broker = Broker::recover(config, &state, now);
+        w.now = now;
+        w.disk = disk.clone();
+        w.written = state.last_lsn();
+        w.durable = state.last_lsn();
+        w
+    }
+
+    /// Reports everything written so far as durable.
+    pub fn make_durable(&mut self) {
+        if self.durable < self.written {
+            self.durable = self.written;
+            let lsn = self.durable;
+            self.broker.handle(self.now, Input::Durable { lsn });
+            self.drain_once();
         }
     }
 
@@ -54,8 +93,16 @@ impl World {
         self.drain();
     }
 
-    /// Collects every action the broker has for its drivers.
+    /// Collects every action the broker has for its drivers, reporting records durable at once
+    /// when `auto_durable` is set.
     pub fn drain(&mut self) {
+        self.drain_once();
+        if self.auto_durable {
+            self.make_durable();
+        }
+    }
+
+    fn drain_once(&mut self) {
         while let Some(action) = self.broker.poll_action() {
             match &action {
                 Action::Send { conn, bytes } => {
@@ -73,6 +120,10 @@ impl World {
                 }
                 Action::ResumeRead { conn } => {
                     self.paused.remove(conn);
+                }
+                Action::Persist { lsn, bytes } => {
+                    self.disk.extend_from_slice(bytes);
+                    self.written = *lsn;
                 }
             }
             self.log.push(action);
