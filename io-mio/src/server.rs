@@ -462,6 +462,11 @@ impl Server {
                         self.dirty.push(key);
                     }
                 }
+                // The daemon does not turn the broker's persistence on until its log writer
+                // exists, so there is nothing to write; never report such records durable.
+                Action::Persist { lsn, .. } => {
+                    tracing::error!(lsn, "records emitted but the daemon has no log; ignored");
+                }
                 Action::PauseRead { conn } => {
                     if let Some(c) = self.conns.get_mut(conn.0 as usize) {
                         c.read_paused = true;
