@@ -23,7 +23,8 @@
 //! and `bind_address` options also configure. The default listener is started (on port 1883
 //! unless `port` says otherwise, on all interfaces unless `bind_address` says otherwise) when
 //! something configures it and the configuration is not local-only. `listener 0 PATH` is a
-//! Unix socket listener.
+//! Unix socket listener; `listener 0 IP-ADDRESS` (a literal address, not a host name) listens
+//! on a TCP port the system picks, logged at startup.
 //!
 //! With no `listener`, `port` or `bind_address` at all, the configuration is *local-only*, as in
 //! Mosquitto 2: midge listens on port 1883 of 127.0.0.1 and ::1 only, allows anonymous clients,
@@ -233,7 +234,7 @@ impl DaemonConfig {
 /// options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
-    /// TCP port; 0 for a Unix socket listener.
+    /// TCP port; 0 for a Unix socket listener, or for a port the system picks.
     pub port: u16,
     /// Address or host name to bind to; `None` means every interface.
     pub bind: Option<String>,
@@ -1361,7 +1362,12 @@ impl Parser {
             ..ListenerDraft::default()
         };
         match (u16::try_from(port), address) {
-            (Ok(0), Some(path)) => draft.unix_socket = Some(PathBuf::from(path)),
+            // An IP address after port 0 asks for a TCP listener on a port the system picks
+            // (tests and tools that read the bound port from the log); any other word is the
+            // path of a Unix socket, as in Mosquitto.
+            (Ok(0), Some(path)) if path.parse::<std::net::IpAddr>().is_err() => {
+                draft.unix_socket = Some(PathBuf::from(path));
+            }
             (Ok(0), None) => {
                 return Err(line.error("listener 0 needs the path of a Unix socket"));
             }
@@ -1374,7 +1380,8 @@ impl Parser {
             }
             (Err(_), _) => {
                 return Err(line.error(format!(
-                    "invalid port {port}: ports are 1 to 65535 (0 with a Unix socket path)"
+                    "invalid port {port}: ports are 1 to 65535 (0 with a Unix socket path or \
+                     an IP address)"
                 )));
             }
         }
@@ -2078,6 +2085,10 @@ fn is_same_file(a: &Path, b: &Path) -> bool {
 /// Two listeners on the same socket cannot both be opened; say which line repeats one.
 fn check_duplicate_listeners(listeners: &[ListenerConfig]) -> Result<(), ConfigError> {
     for (index, listener) in listeners.iter().enumerate() {
+        // Port 0 with an address is a port the system picks: never the same twice.
+        if listener.port == 0 && listener.unix_socket.is_none() {
+            continue;
+        }
         let earlier = listeners[..index].iter().find(|other| {
             other.unix_socket == listener.unix_socket
                 && other.port == listener.port
@@ -2632,6 +2643,24 @@ keyfile /etc/certs/server.key
         );
         let error = parse_error("listener 0 # no path\n");
         assert!(error.message.contains("Unix socket"), "{error}");
+    }
+
+    #[test]
+    fn port_zero_with_an_ip_address_is_an_ephemeral_tcp_port() {
+        let config = parse("listener 0 127.0.0.1\nlistener 0 127.0.0.1\nlistener 0 ::1\n");
+        assert_eq!(config.listeners.len(), 3);
+        for listener in &config.listeners {
+            assert_eq!(listener.port, 0);
+            assert_eq!(listener.unix_socket, None);
+        }
+        assert_eq!(config.listeners[0].bind.as_deref(), Some("127.0.0.1"));
+        assert_eq!(config.listeners[2].bind.as_deref(), Some("::1"));
+        // A host name is still a socket path, as in Mosquitto.
+        let config = parse("listener 0 localhost\n");
+        assert_eq!(
+            config.listeners[0].unix_socket,
+            Some(PathBuf::from("localhost"))
+        );
     }
 
     #[test]

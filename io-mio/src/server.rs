@@ -547,11 +547,8 @@ impl Server {
         let mut conn = self.conns.remove(key);
         if let Some(raw) = conn.transport.raw_mut() {
             deregister(&self.poll, raw);
-            if let RawStream::Tls(s) = raw {
-                s.conn.send_close_notify();
-                let _ = s.conn.write_tls(&mut s.sock);
-            }
         }
+        conn.transport.close();
         self.listeners[conn.listener].open -= 1;
         if tell_broker && conn.opened && conn.closing.is_none() {
             let now = self.now();

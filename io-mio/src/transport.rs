@@ -310,6 +310,26 @@ impl Transport {
         }
     }
 
+    /// Ends the stream as politely as the socket allows without blocking, before it is dropped:
+    /// a WebSocket Close frame (RFC 6455, 7.1.1: the closing handshake comes before the TCP
+    /// close; clients report a connection closed without it as an error), then TLS
+    /// close_notify. Whatever the socket does not take at once is abandoned.
+    pub fn close(&mut self) {
+        if let Transport::Ws(ws) = self {
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+        if let Some(RawStream::Tls(s)) = self.raw_mut() {
+            s.conn.send_close_notify();
+            while s.conn.wants_write() {
+                if !matches!(s.conn.write_tls(&mut s.sock), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+        }
+        *self = Transport::Closed;
+    }
+
     /// Flushes what lower layers hold (TLS handshake messages, a WebSocket handshake answer).
     pub fn flush_pending(&mut self) -> io::Result<bool> {
         match self {
