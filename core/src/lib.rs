@@ -6,5 +6,7 @@
 
 pub mod auth;
 pub mod broker;
+#[cfg(feature = "sim-bugs")]
+pub mod bugs;
 pub mod codec;
 pub mod persist;

@@ -66,6 +66,9 @@ pub struct Config {
     pub sys_interval: u64,
     /// The payload of `$SYS/broker/version`.
     pub version: String,
+    /// A bug the simulator plants to prove its checkers catch it (`sim-bugs` feature only).
+    #[cfg(feature = "sim-bugs")]
+    pub bug: Option<crate::bugs::Bug>,
 }
 
 impl Default for Config {
@@ -92,6 +95,8 @@ impl Default for Config {
             client_id_seed: [0; 32],
             sys_interval: 0,
             version: concat!("midge version ", env!("CARGO_PKG_VERSION")).to_owned(),
+            #[cfg(feature = "sim-bugs")]
+            bug: None,
         }
     }
 }

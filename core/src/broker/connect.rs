@@ -298,6 +298,17 @@ impl Broker {
     /// [MQTT-3.3.4-9] (5.0), then continues with its queue.
     fn resume_session(&mut self, key: SessionKey) {
         self.sessions[key].outbound.resume();
+        #[cfg(feature = "sim-bugs")]
+        {
+            use crate::bugs::{Bug, planted};
+            let outbound = &mut self.sessions[key].outbound;
+            if planted(&self.config, Bug::DropQueueOnReconnect) {
+                while outbound.dequeue().is_some() {}
+            }
+            if planted(&self.config, Bug::SkipQos1Resend) {
+                outbound.skip_qos1_resends();
+            }
+        }
         self.pump(key);
     }
 }

@@ -22,7 +22,26 @@ impl Broker {
         }
         self.last_lsn += 1;
         record.encode(self.last_lsn, &mut self.log);
+        #[cfg(feature = "sim-bugs")]
+        if crate::bugs::planted(&self.config, crate::bugs::Bug::AckBeforeDurable) {
+            return;
+        }
         self.outbox.written(self.last_lsn);
+    }
+
+    /// The records written since the last call, ended with a `Commit`, for the driver to
+    /// append. Recovery applies a batch whole or not at all, and output waits for the commit of
+    /// the batch its records are in, so a step of the broker is never seen half done.
+    pub(super) fn take_batch(&mut self) -> Option<super::Action> {
+        if self.log.is_empty() {
+            return None;
+        }
+        self.persist(Record::Commit);
+        self.outbox.committed(self.last_lsn);
+        Some(super::Action::Persist {
+            lsn: self.last_lsn,
+            bytes: self.log.split().freeze(),
+        })
     }
 
     /// Whether a session's state is on disk.

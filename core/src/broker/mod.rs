@@ -86,7 +86,8 @@ pub enum Input<'a> {
     /// The connection can be written to again.
     Writable { conn: ConnId },
     /// The log is durable up to and including this LSN (see [`Action::Persist`]): output held
-    /// for records up to it can go.
+    /// for records up to it can go. Output waits for whole batches: a batch's records count
+    /// once its `Commit`, the last of the batch, is durable.
     Durable { lsn: crate::persist::Lsn },
     /// Only time passed.
     Tick,
@@ -112,7 +113,8 @@ pub enum Action {
     ResumeRead { conn: ConnId },
     /// Append these encoded records (LSNs up to `lsn`) to the log, after those before. Report
     /// with [`Input::Durable`] once they are durable: until then the broker holds back every
-    /// output produced after them.
+    /// output produced after them. The records are one batch, ended by a `Commit` at `lsn`:
+    /// recovery ([`crate::persist::scan`]) takes a batch whole or not at all.
     Persist {
         lsn: crate::persist::Lsn,
         bytes: Bytes,
@@ -250,11 +252,8 @@ impl Broker {
     /// The next thing for the driver to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         // Records first: the driver can start writing them while it sends what is not held.
-        if !self.log.is_empty() {
-            return Some(Action::Persist {
-                lsn: self.last_lsn,
-                bytes: self.log.split().freeze(),
-            });
+        if let Some(batch) = self.take_batch() {
+            return Some(batch);
         }
         self.outbox.poll(&mut self.conns, &mut self.stats)
     }

@@ -112,6 +112,16 @@ impl Outbound {
         self.resend = order.into_iter().map(|(id, _)| id).collect();
     }
 
+    /// The planted bug `SkipQos1Resend`: QoS 1 messages in flight are not sent again.
+    #[cfg(feature = "sim-bugs")]
+    pub(crate) fn skip_qos1_resends(&mut self) {
+        let before = self.resend.len();
+        let inflight = &self.inflight;
+        self.resend
+            .retain(|id| !matches!(inflight.get(id).map(|e| &e.stage), Some(Stage::Qos1Sent(_))));
+        self.waiting_publishes -= before - self.resend.len();
+    }
+
     /// True while messages from an earlier connection wait to be sent again; they go before
     /// anything queued.
     pub(crate) fn has_resend(&self) -> bool {
@@ -193,7 +203,11 @@ impl Outbound {
 
     /// Puts back a queued message, whatever the queue limits say: it was accepted before.
     pub(crate) fn restore_queued(&mut self, delivery: Delivery) {
-        self.queued_bytes += delivery.queued_bytes();
+        if delivery.on_subscribe {
+            self.queued_on_subscribe += 1;
+        } else {
+            self.queued_bytes += delivery.queued_bytes();
+        }
         self.push(delivery);
     }
 

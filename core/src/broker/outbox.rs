@@ -21,9 +21,11 @@ pub(crate) struct Outbox {
     /// Connections whose buffer went from empty to not empty since the last flush.
     dirty: Vec<ConnId>,
     actions: VecDeque<Action>,
-    /// The last record written, and the last the driver reported durable.
+    /// The last record written, and the last commit the driver reported durable.
     written: Lsn,
     durable: Lsn,
+    /// LSNs of the commits written and not yet durable, oldest first.
+    commits: VecDeque<Lsn>,
     /// Connections with output held for durability.
     holding: BTreeSet<ConnId>,
     /// Connections closed while output was held: their last bytes, then their close, wait.
@@ -94,9 +96,21 @@ impl Outbox {
         self.written = lsn;
     }
 
-    /// The driver made the log durable up to `lsn`: release what waited for it.
+    /// A batch of records ends with the commit at `lsn`.
+    pub(crate) fn committed(&mut self, lsn: Lsn) {
+        self.commits.push_back(lsn);
+    }
+
+    /// The driver made the log durable up to `lsn`: release what waited for it. Only whole
+    /// batches count: records after the last commit up to `lsn` are lost with a crash before
+    /// their own commit is durable.
     pub(crate) fn durable(&mut self, lsn: Lsn, conns: &mut BTreeMap<ConnId, Connection>) {
-        self.durable = self.durable.max(lsn.min(self.written));
+        while let Some(&commit) = self.commits.front()
+            && commit <= lsn
+        {
+            self.commits.pop_front();
+            self.durable = self.durable.max(commit);
+        }
         let durable = self.durable;
         let holding: Vec<ConnId> = self.holding.iter().copied().collect();
         for id in holding {

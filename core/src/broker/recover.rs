@@ -23,6 +23,7 @@ impl Broker {
         let lsn = state.last_lsn();
         b.last_lsn = lsn;
         b.outbox.written(lsn);
+        b.outbox.committed(lsn);
         b.outbox.durable(lsn, &mut b.conns);
 
         let messages: BTreeMap<u64, Arc<Message>> = state
@@ -45,6 +46,10 @@ impl Broker {
             let mut session = Session::new(client_id.clone(), ProtocolVersion::V5, expiry);
             session.persisted = true;
             session.inbound_qos2 = s.inbound_qos2.clone();
+            #[cfg(feature = "sim-bugs")]
+            if crate::bugs::planted(&b.config, crate::bugs::Bug::ForgetInboundQos2) {
+                session.inbound_qos2.clear();
+            }
             for filter in s.subscriptions.keys() {
                 session.subscriptions.insert(filter.clone());
             }
@@ -71,7 +76,20 @@ impl Broker {
                     subscription_ids: d.subscription_ids.clone(),
                     id: *delivery_id,
                     recorded: true,
-                    on_subscribe: false,
+                    // Retained messages queued for a new subscription are the queued deliveries
+                    // with RETAIN set (a forward keeps it only with Retain As Published): they
+                    // count against `max_retained_messages` as before the restart, not against
+                    // the queue limits, or each restart could add that many to the queue.
+                    on_subscribe: d.retain && d.packet_id.is_none(),
+                };
+                #[cfg(feature = "sim-bugs")]
+                let d = &crate::persist::DeliveryState {
+                    released: d.released
+                        && !crate::bugs::planted(
+                            &b.config,
+                            crate::bugs::Bug::PublishInsteadOfPubrel,
+                        ),
+                    ..d.clone()
                 };
                 let outbound = &mut b.sessions[key].outbound;
                 match d.packet_id {

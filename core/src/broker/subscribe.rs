@@ -96,6 +96,12 @@ impl Broker {
             reasons,
         });
         self.reply(id, &suback);
+        #[cfg(feature = "sim-bugs")]
+        if crate::bugs::planted(&self.config, crate::bugs::Bug::RetainedTwice)
+            && let Some(first) = retained.first().cloned()
+        {
+            retained.push(first);
+        }
         for d in retained {
             self.deliver(key, d);
         }
