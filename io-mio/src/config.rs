@@ -50,11 +50,28 @@
 //!   `max_packet_size`, `max_queued_bytes`, `max_queued_messages`, `message_size_limit`,
 //!   `queue_qos0_messages`, `retain_available`, `sys_interval`, `set_tcp_nodelay`.
 //! - Persistence: `persistence` (and its alias `retained_persistence`), `persistence_location`,
-//!   `persistence_file`, `autosave_interval`.
+//!   `persistence_file` (read, but midge keeps its own files; see below), `autosave_interval`.
 //! - Logging: `log_type`, `log_dest` (stdout, stderr, file, none), `connection_messages`,
 //!   `log_timestamp`.
 //! - Process: `pid_file`, `include_dir`; `user` and `persistent_client_expiration` are recorded
 //!   with a warning that midge does not act on them yet.
+//!
+//! # midge extensions
+//!
+//! Options Mosquitto does not have, so a mosquitto.conf never contains them (Mosquitto refuses
+//! them as unknown):
+//!
+//! - `persistence_sync always|periodic [MS]`: when a record of the persistence log counts as
+//!   durable. `always` (the default) acknowledges a message only once its record is fsynced;
+//!   `periodic` acknowledges once it is written (safe from a crash of midge, not from a power
+//!   loss or kernel crash, which can lose what was acknowledged in the last MS milliseconds)
+//!   and fsyncs every MS milliseconds (default 1000).
+//!
+//! With `persistence true`, midge keeps a write-ahead log and snapshots in
+//! `persistence_location` (`midge-*.log`, `midge-*.snap`) instead of Mosquitto's single
+//! database file: `persistence_file` names nothing midge writes, and an existing Mosquitto
+//! database is not read. `autosave_interval` (seconds, 0 for none) is how often a snapshot
+//! compacts the log; the log itself is written as changes happen.
 //!
 //! Special values are Mosquitto's: `max_connections -1` and `global_max_connections -1` mean no
 //! limit; `max_inflight_messages`, `max_queued_messages`, `max_queued_bytes` and
@@ -114,8 +131,10 @@ use std::fs;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+use crate::storage::SyncMode;
 use midge_core::broker::Config;
 use midge_core::codec::MAX_PACKET_SIZE;
+use std::time::Duration;
 
 /// Port of the default listener and of the local-only listeners.
 pub const DEFAULT_PORT: u16 = 1883;
@@ -368,14 +387,26 @@ pub struct PersistenceConfig {
     pub location: PathBuf,
     /// File name of the database (`persistence_file`, default `mosquitto.db`).
     pub file: PathBuf,
-    /// Seconds between saves (`autosave_interval`, default 1800); 0 means only on shutdown.
+    /// Seconds between snapshots of the log (`autosave_interval`, default 1800); 0 means
+    /// snapshots only as the log grows. (Mosquitto saves its whole database this often.)
     pub autosave_interval: u64,
+    /// When records count as durable (`persistence_sync`, a midge extension).
+    pub sync: SyncMode,
 }
 
 impl PersistenceConfig {
-    /// Where the database lives: `location` joined with `file`.
+    /// Where Mosquitto's database lives: `location` joined with `file`.
     pub fn path(&self) -> PathBuf {
         self.location.join(&self.file)
+    }
+
+    /// The directory of midge's log and snapshots: `location`, or the working directory.
+    pub fn dir(&self) -> PathBuf {
+        if self.location.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            self.location.clone()
+        }
     }
 }
 
@@ -386,6 +417,7 @@ impl Default for PersistenceConfig {
             location: PathBuf::new(),
             file: PathBuf::from("mosquitto.db"),
             autosave_interval: 1800,
+            sync: SyncMode::Always,
         }
     }
 }
@@ -760,7 +792,8 @@ pub const UNSUPPORTED_OPTIONS: &[UnsupportedOption] = &[
     warn(
         "autosave_on_changes",
         Some("false"),
-        "midge saves on the autosave_interval timer only",
+        "midge writes every change to its log as it happens; autosave_interval only sets how \
+         often the log is compacted",
     ),
     warn(
         "upgrade_outgoing_qos",
@@ -1680,6 +1713,7 @@ impl Parser {
                 let seconds = line.integer(warnings)?;
                 config.persistence.autosave_interval = u64::try_from(seconds).unwrap_or(0);
             }
+            "persistence_sync" => config.persistence.sync = persistence_sync(line, warnings)?,
             "persistence_location" => {
                 let location = PathBuf::from(line.text()?);
                 set_once(&mut self.persistence_location, line, location.clone())?;
@@ -1788,6 +1822,7 @@ impl Parser {
         self.config.listeners = listeners;
         // The broker publishes $SYS itself, so it needs the interval too.
         self.config.broker.sys_interval = self.config.sys_interval;
+        self.config.broker.persistence = self.config.persistence.enabled;
         self.finish_logging();
         self.config.warnings = self.sorted_warnings();
         Ok(self.config)
@@ -2018,6 +2053,49 @@ fn max_packet_size(line: &Line<'_>, warnings: &mut Vec<ConfigWarning>) -> Result
     Ok(u32::try_from(value).map_or(MAX_PACKET_SIZE, |size| size.min(MAX_PACKET_SIZE)))
 }
 
+/// Default interval of `persistence_sync periodic`.
+const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
+
+/// `persistence_sync always` or `persistence_sync periodic [MS]`.
+fn persistence_sync(
+    line: &Line<'_>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<SyncMode, ConfigError> {
+    let mut words = line.words();
+    let mode = words.next().ok_or_else(|| line.missing())?;
+    let interval = words.next();
+    let extra = match (mode, interval) {
+        ("always", Some(_)) => true,
+        ("periodic", Some(_)) => words.next().is_some(),
+        _ => false,
+    };
+    if extra {
+        warnings.push(line.warning("persistence_sync: the rest of the line is ignored"));
+    }
+    match mode {
+        "always" => Ok(SyncMode::Always),
+        "periodic" => {
+            let ms = match interval {
+                None => DEFAULT_SYNC_INTERVAL_MS,
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| (1..=3_600_000).contains(ms))
+                    .ok_or_else(|| {
+                        line.error(format!(
+                            "persistence_sync periodic: expected milliseconds from 1 to 3600000, \
+                             found \"{text}\""
+                        ))
+                    })?,
+            };
+            Ok(SyncMode::Periodic(Duration::from_millis(ms)))
+        }
+        other => Err(line.error(format!(
+            "invalid persistence_sync \"{other}\": expected always or periodic [MILLISECONDS]"
+        ))),
+    }
+}
+
 /// `persistent_client_expiration`: a number followed by h, d, w, m or y, in seconds.
 fn client_expiration(
     line: &Line<'_>,
@@ -2141,6 +2219,33 @@ mod tests {
     }
 
     // --- Defaults ------------------------------------------------------------------------
+
+    #[test]
+    fn persistence_sync_is_a_midge_extension() {
+        let config = parse("persistence true\n");
+        assert_eq!(config.persistence.sync, SyncMode::Always);
+        assert!(config.broker.persistence);
+        assert_eq!(config.persistence.dir(), PathBuf::from("."));
+        assert!(!parse("").broker.persistence);
+        let periodic = |text: &str| parse(text).persistence.sync;
+        assert_eq!(
+            periodic("persistence_sync periodic\n"),
+            SyncMode::Periodic(Duration::from_millis(1000))
+        );
+        assert_eq!(
+            periodic("persistence_sync periodic 250 # comment\n"),
+            SyncMode::Periodic(Duration::from_millis(250))
+        );
+        assert_eq!(periodic("persistence_sync always\n"), SyncMode::Always);
+        let config = parse("persistence_sync always 10\n");
+        assert_eq!(warning_messages(&config).len(), 1);
+        for bad in ["sometimes", "periodic 0", "periodic x", "periodic -5", ""] {
+            let e = parse_error(&format!("persistence_sync {bad}\n"));
+            assert!(e.to_string().contains("persistence_sync"), "{bad}: {e}");
+        }
+        let config = parse("persistence_location /var/lib/midge\n");
+        assert_eq!(config.persistence.dir(), PathBuf::from("/var/lib/midge"));
+    }
 
     #[test]
     fn default_local_only_listens_on_loopback_and_allows_anonymous() {
@@ -2336,6 +2441,8 @@ listener 1883
             PathBuf::from("/var/lib/mosquitto/broker.db")
         );
         assert_eq!(config.persistence.autosave_interval, 60);
+        assert!(config.broker.persistence, "the broker records its state");
+        assert_eq!(config.persistence.sync, SyncMode::Always);
         assert_eq!(config.pid_file, Some(PathBuf::from("/run/mosquitto.pid")));
         assert_eq!(
             config.security,

@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod logging;
 pub mod passwd;
 pub mod server;
+pub mod storage;
 pub mod tls;
 pub mod transport;

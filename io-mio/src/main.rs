@@ -3,10 +3,12 @@
 
 use midge::config::{self, DaemonConfig, ListenerConfig};
 use midge::server::{IoLimits, Server};
+use midge::storage::{self, Recovered};
 use midge::{access, daemon, logging, passwd};
-use midge_core::broker::Broker;
+use midge_core::broker::{Broker, Time};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -14,7 +16,8 @@ const USAGE: &str = "\
 midge, an MQTT 3.1, 3.1.1 and 5.0 broker
 
 Usage:
-  midge [-c FILE] [-p PORT]... [-v]   run the broker
+  midge [-c FILE] [-p PORT]... [-v] [--salvage]
+                                      run the broker
   midge -c FILE --test-config         check a configuration and exit
   midge passwd [-c] [-b] FILE USER [PASSWORD]
                                       manage a password file (mosquitto_passwd format)
@@ -24,6 +27,9 @@ Options:
   -c, --config-file FILE  read a mosquitto.conf-style configuration file
   -p, --port PORT         listen on PORT (without -c: on localhost only)
   -t, --test-config       check the configuration (and TLS files) and exit
+      --salvage           with persistence: start even if the log is damaged, keeping every
+                          record that can be read and logging what was skipped (without it,
+                          midge refuses to start on damage a crash does not explain)
   -v, --verbose           log everything
   -h, --help              show this help
   -V, --version           show the version
@@ -38,6 +44,7 @@ struct Options {
     ports: Vec<u16>,
     verbose: bool,
     test_config: bool,
+    salvage: bool,
     help: bool,
     version: bool,
 }
@@ -62,6 +69,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.ports.push(port);
             }
             "-t" | "--test-config" => o.test_config = true,
+            "--salvage" => o.salvage = true,
             "-v" | "--verbose" => o.verbose = true,
             "-h" | "--help" => o.help = true,
             "-V" | "--version" => o.version = true,
@@ -171,9 +179,26 @@ fn run(options: Options) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     daemon::raise_open_files_limit();
-    let mut broker = Broker::new(daemon::broker_config(&config)?);
+    let broker_config = daemon::broker_config(&config)?;
+    // The durable state is recovered before anything listens.
+    let (mut broker, storage) = if config.persistence.enabled {
+        let storage_options = storage_options(&config);
+        let recovered = recover(&config, &storage_options, options.salvage)?;
+        let broker = Broker::recover(broker_config, &recovered.state, Time::ZERO);
+        (broker, Some((recovered, storage_options)))
+    } else {
+        (Broker::new(broker_config), None)
+    };
     broker.set_authorizer(Box::new(authorizer));
     let mut server = Server::bind(specs, broker, IoLimits::default()).map_err(|e| e.to_string())?;
+    if let Some((recovered, options)) = storage {
+        server.start_storage(recovered, &options).map_err(|e| {
+            format!(
+                "persistence: cannot write in {}: {e}",
+                options.dir.display()
+            )
+        })?;
+    }
     daemon::write_pid_file(&config)?;
     let mut reload = || access::FileAuthorizer::load(&config).map(|a| Box::new(a) as _);
     let result = server.run(&mut reload).map_err(|e| e.to_string());
@@ -181,6 +206,66 @@ fn run(options: Options) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// How the storage runs, from the persistence options.
+fn storage_options(config: &DaemonConfig) -> storage::Options {
+    let p = &config.persistence;
+    let mut options = storage::Options::new(p.dir());
+    options.sync = p.sync;
+    options.autosave = (p.autosave_interval > 0).then(|| Duration::from_secs(p.autosave_interval));
+    options
+}
+
+/// Reads the log back, logging what was found and how long it took.
+fn recover(
+    config: &DaemonConfig,
+    options: &storage::Options,
+    salvage: bool,
+) -> Result<Recovered, String> {
+    let started = Instant::now();
+    let mosquitto_db = config.persistence.path();
+    if mosquitto_db.is_file() {
+        tracing::warn!(
+            "{} is a Mosquitto database; midge does not read it (its retained messages and \
+             sessions are not loaded). midge keeps its own log in {}",
+            mosquitto_db.display(),
+            options.dir.display()
+        );
+    }
+    let recovered = storage::recover(&options.dir, salvage).map_err(|e| match e.offset {
+        Some(_) => format!(
+            "persistence: {e}. This is damage a crash does not leave, so midge refuses to start \
+             rather than lose acknowledged state; see the README on persistence. Run midge \
+             --salvage to start with everything that can be read (what is skipped is logged)"
+        ),
+        None => format!("persistence: {e}"),
+    })?;
+    let state = &recovered.state;
+    let (messages, bytes) = state.message_totals();
+    tracing::info!(
+        "persistence: recovered {} sessions, {messages} messages ({bytes} payload bytes), {} \
+         retained, up to LSN {}, from {} in {} ms ({}{} log segments, {} records)",
+        state.sessions.len(),
+        state.retained.len(),
+        state.last_lsn(),
+        options.dir.display(),
+        started.elapsed().as_millis(),
+        match &recovered.report.snapshot {
+            Some(path) => format!("snapshot {}, ", path.display()),
+            None => String::new(),
+        },
+        recovered.report.segments,
+        recovered.report.records
+    );
+    if !recovered.report.skipped.is_empty() {
+        tracing::error!(
+            "persistence: --salvage skipped {} damaged or inconsistent records (listed above); \
+             the state may lack acknowledged messages",
+            recovered.report.skipped.len()
+        );
+    }
+    Ok(recovered)
 }
 
 #[cfg(test)]
@@ -198,6 +283,7 @@ mod tests {
         assert_eq!(o.ports, [1884, 1885]);
         assert!(o.verbose);
         assert!(parse_args(&args("--test-config")).unwrap().test_config);
+        assert!(parse_args(&args("--salvage")).unwrap().salvage);
         assert!(parse_args(&args("-V")).unwrap().version);
         assert!(parse_args(&args("--help")).unwrap().help);
         assert_eq!(parse_args(&[]).unwrap(), Options::default());

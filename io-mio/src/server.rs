@@ -9,15 +9,20 @@
 //! - a connection enters the broker only once its TLS and WebSocket handshakes are done (so the
 //!   broker knows its certificate identity); handshakes that never finish are dropped;
 //! - accept errors such as running out of file descriptors pause accepting briefly instead of
-//!   spinning.
+//!   spinning;
+//! - with persistence, the broker's records go to the storage's writer thread (a channel send,
+//!   never a wait), and the writer's wake-up (a mio `Waker`) brings the durable LSN back to the
+//!   broker, which then releases the output that waited for it.
 
+use crate::storage::{self, Recovered, Storage};
 use crate::transport::{RawStream, Transport};
 use bytes::Bytes;
 use midge_core::auth::Authorizer;
 use midge_core::broker::{Action, Broker, ConnId, Input, ListenerId, Open, Time};
 use midge_core::codec::ByteString;
+use midge_core::persist::Lsn;
 use mio::net::{TcpListener, UnixListener};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConfig;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -29,8 +34,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SIGNALS: Token = Token(0);
-/// Listener tokens are 1..=listeners; connection tokens follow.
-const FIRST_LISTENER: usize = 1;
+/// The storage writer's wake-up: more of the log is durable.
+const WAKER: Token = Token(1);
+/// Listener tokens are 2..2+listeners; connection tokens follow.
+const FIRST_LISTENER: usize = 2;
 
 /// Where a listener listens.
 #[derive(Debug, Clone)]
@@ -63,6 +70,9 @@ pub struct IoLimits {
     pub max_ws_buffer: usize,
     /// Time a closing connection may take to flush its last bytes.
     pub close_linger: Duration,
+    /// Time shutting down may take before the connections still open are dropped (their
+    /// last output may be waiting for a log write that does not succeed).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for IoLimits {
@@ -73,6 +83,7 @@ impl Default for IoLimits {
             max_ws_message: 268_435_460,
             max_ws_buffer: 16 << 20,
             close_linger: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +138,11 @@ pub struct Server {
     /// Connections with output or state to act on this turn.
     dirty: Vec<usize>,
     shutting_down: bool,
+    /// When shutting down gives up on connections that do not close.
+    shutdown_deadline: Option<Instant>,
+    /// The persistence log, when persistence is on, and the last durable LSN the broker heard.
+    storage: Option<Storage>,
+    durable: Lsn,
 }
 
 impl Server {
@@ -185,7 +201,33 @@ impl Server {
             inbox: Vec::new(),
             dirty: Vec::new(),
             shutting_down: false,
+            shutdown_deadline: None,
+            storage: None,
+            durable: 0,
         })
+    }
+
+    /// Starts writing the broker's records after the log `recovered` read (the broker must
+    /// have been built from `recovered.state`).
+    pub fn start_storage(
+        &mut self,
+        recovered: Recovered,
+        options: &storage::Options,
+    ) -> io::Result<()> {
+        let waker = Waker::new(self.poll.registry(), WAKER)?;
+        self.durable = recovered.state.last_lsn();
+        let notify = Box::new(move || {
+            if let Err(e) = waker.wake() {
+                tracing::error!("cannot wake the event loop: {e}");
+            }
+        });
+        self.storage = Some(Storage::start(recovered, options, notify)?);
+        Ok(())
+    }
+
+    /// The storage's counters, when persistence is on.
+    pub fn storage_stats(&self) -> Option<storage::Stats> {
+        self.storage.as_ref().map(Storage::stats)
     }
 
     /// The addresses the listeners are bound to, in configuration order.
@@ -215,6 +257,7 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
+                    WAKER => self.log_durable(),
                     SIGNALS => {
                         for signal in signals.pending() {
                             match signal {
@@ -238,10 +281,55 @@ impl Server {
                 }
             }
             self.turn_end();
-            if self.shutting_down && self.conns.is_empty() {
-                tracing::info!("shut down");
-                return Ok(());
+            if self.shutting_down {
+                if !self.conns.is_empty()
+                    && self.shutdown_deadline.is_some_and(|t| t <= Instant::now())
+                {
+                    tracing::warn!(
+                        "{} connections did not close within {:?}; dropping them",
+                        self.conns.len(),
+                        self.limits.shutdown_grace
+                    );
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.drop_connection(key, false);
+                    }
+                }
+                if self.conns.is_empty() {
+                    self.close_storage();
+                    tracing::info!("shut down");
+                    return Ok(());
+                }
             }
+        }
+    }
+
+    /// Tells the broker how far the log is durable; output that waited for it goes out.
+    fn log_durable(&mut self) {
+        let Some(storage) = &self.storage else {
+            return;
+        };
+        let lsn = storage.durable();
+        if lsn > self.durable {
+            self.durable = lsn;
+            let now = self.now();
+            self.broker.handle(now, Input::Durable { lsn });
+            self.apply_actions();
+        }
+    }
+
+    /// Writes and fsyncs what remains of the log, and stops its threads.
+    fn close_storage(&mut self) {
+        if let Some(storage) = self.storage.take() {
+            let stats = storage.close();
+            tracing::info!(
+                "persistence log closed at LSN {}: {} batches, {} bytes, {} fsyncs, {} snapshots",
+                stats.durable,
+                stats.batches,
+                stats.bytes,
+                stats.fsyncs,
+                stats.snapshots
+            );
         }
     }
 
@@ -462,11 +550,14 @@ impl Server {
                         self.dirty.push(key);
                     }
                 }
-                // The daemon does not turn the broker's persistence on until its log writer
-                // exists, so there is nothing to write; never report such records durable.
-                Action::Persist { lsn, .. } => {
-                    tracing::error!(lsn, "records emitted but the daemon has no log; ignored");
-                }
+                Action::Persist { lsn, bytes } => match &self.storage {
+                    Some(storage) => storage.append(lsn, bytes),
+                    // Persistence on without storage is a bug of the caller; never report
+                    // such records durable.
+                    None => {
+                        tracing::error!(lsn, "records emitted but the daemon has no log; ignored");
+                    }
+                },
                 Action::PauseRead { conn } => {
                     if let Some(c) = self.conns.get_mut(conn.0 as usize) {
                         c.read_paused = true;
@@ -600,6 +691,7 @@ impl Server {
         }
         tracing::info!("shutting down");
         self.shutting_down = true;
+        self.shutdown_deadline = Some(Instant::now() + self.limits.shutdown_grace);
         for listener in &mut self.listeners {
             match &mut listener.socket {
                 Socket::Tcp(l) => {
@@ -633,6 +725,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.close_storage();
         for listener in &self.listeners {
             if let ListenAddr::Unix(path) = &listener.spec.addr {
                 let _ = std::fs::remove_file(path);
