@@ -11,6 +11,7 @@
 //! the broker was in only halfway through one of its steps.
 
 mod record;
+pub mod snapshot;
 mod state;
 
 pub use record::{

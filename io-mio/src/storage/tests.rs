@@ -1,11 +1,12 @@
 //! Storage without a broker: recovery of logs written here frame by frame (clean, torn, bit
 //! flipped, out of order), and the writer and compactor through a file layer that can fail.
 
-use super::format::{FOOTER_LEN, segment_name, snapshot_name};
+use super::format::{segment_name, snapshot_name};
 use super::fs::{Fs, LogFile, OsFs};
 use super::*;
 use bytes::BytesMut;
 use midge_core::codec::{ByteString, PacketId, PublishProperties, QoS};
+use midge_core::persist::snapshot::FOOTER_LEN;
 use midge_core::persist::{Record, State, StoredMessage, StoredSubscription};
 use std::path::Path;
 
