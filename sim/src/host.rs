@@ -1,0 +1,732 @@
+//! The broker's host: what the daemon does around `midge_core::broker::Broker`, done against
+//! the simulated network and disk. It hands the broker its inputs, carries out its actions
+//! (bytes into the connection's pipe as far as the pipe takes them, `Blocked` and `Writable`
+//! as io-mio reports them, reads paused and resumed, records appended), groups fsyncs and
+//! reports `Durable` only for what an fsync covered, and crashes and restarts the broker.
+
+use crate::disk::{self, Disk, LOG};
+use crate::net::LinkId;
+use crate::trace::Ev;
+use crate::world::{Event, World};
+use crate::{MS, SEC};
+use bytes::Bytes;
+use midge_core::broker::{Action, Broker, Config, ConnId, Input, ListenerId, Open, Time};
+use midge_core::persist::{self, Lsn, State};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A connection as the host sees it.
+#[derive(Debug)]
+pub struct HostConn {
+    pub link: LinkId,
+    /// Output the pipe could not take yet.
+    pub out: VecDeque<Bytes>,
+    pub out_len: usize,
+    /// `Blocked` was reported and `Writable` not yet.
+    pub blocked: bool,
+    pub read_paused: bool,
+    /// The broker closed it: the rest of the output, then the end of the stream.
+    pub closing: bool,
+}
+
+#[derive(Debug)]
+pub struct Host {
+    pub config: Config,
+    pub broker: Option<Broker>,
+    pub conns: BTreeMap<ConnId, HostConn>,
+    next_conn: u64,
+    pub wake_at: Option<u64>,
+    dirty: BTreeSet<ConnId>,
+    pub disk: Disk,
+    /// Appends not yet covered by an fsync: (file length after it, its last LSN).
+    appended: VecDeque<(usize, Lsn)>,
+    pub written_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    /// The fsync running: (generation, file length it covers, LSN it makes durable).
+    fsync: Option<(u64, usize, Lsn)>,
+    fsync_scheduled: bool,
+    fsync_generation: u64,
+    pub fail_next_write: bool,
+    /// Every record the broker wrote, applied: its durable state as it will be once synced.
+    pub shadow: State,
+    /// Queue-full drops counted by the running broker so far.
+    seen_drops: u64,
+    /// `Discarded` records the running broker wrote.
+    discarded_records: u64,
+    pub restart_pending: bool,
+    /// Restarts so far: names the running broker.
+    pub incarnation: u64,
+    /// Most output a connection may have waiting in the driver (see `Host::new`).
+    output_bound: usize,
+}
+
+impl Host {
+    /// `largest_publish`: the largest PUBLISH packet of the run.
+    pub fn new(config: Config, largest_publish: usize, chunk_max: usize) -> Host {
+        // What the broker may have handed over by the time the driver reports the connection
+        // blocked, and after: its output limit (QoS 0 and reading stop there), the window of
+        // QoS 1 and 2 messages in flight (they are bounded by the window, not by that limit:
+        // `max_inflight_messages` 0 means as many as the client's Receive Maximum), retained
+        // messages sent on subscribe, and the answers to one chunk of input.
+        let window = match config.max_inflight_messages {
+            0 => usize::from(u16::MAX),
+            n => usize::from(n),
+        };
+        let output_bound = config.max_connection_buffer
+            + (window + config.max_retained_messages) * largest_publish
+            + 4 * chunk_max
+            + 64 * 1024;
+        Host {
+            output_bound,
+            config,
+            broker: None,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            wake_at: None,
+            dirty: BTreeSet::new(),
+            disk: Disk::default(),
+            appended: VecDeque::new(),
+            written_lsn: 0,
+            durable_lsn: 0,
+            fsync: None,
+            fsync_scheduled: false,
+            fsync_generation: 0,
+            fail_next_write: false,
+            shadow: State::default(),
+            seen_drops: 0,
+            discarded_records: 0,
+            restart_pending: false,
+            incarnation: 0,
+        }
+    }
+}
+
+fn broker_time(now: u64) -> Time {
+    Time::from_millis(now / MS)
+}
+
+impl World {
+    pub fn host_start(&mut self) {
+        self.host.broker = Some(Broker::new(self.host.config.clone()));
+        self.after_broker();
+    }
+
+    /// Hands the broker one input and carries out what follows.
+    fn broker_input(&mut self, what: &'static str, conn: ConnId, input: Input<'_>) {
+        let now = broker_time(self.now);
+        let Some(broker) = self.host.broker.as_mut() else {
+            return;
+        };
+        self.trace.push(self.now, Ev::Input { what, conn: conn.0 });
+        broker.handle(now, input);
+        self.after_broker();
+    }
+
+    /// Carries out every action, flushing output into pipes (which may report `Blocked` or
+    /// `Writable` and so produce more actions), then re-arms the broker's timer.
+    fn after_broker(&mut self) {
+        loop {
+            loop {
+                let Some(broker) = self.host.broker.as_mut() else {
+                    return;
+                };
+                let Some(action) = broker.poll_action() else {
+                    break;
+                };
+                self.apply_action(action);
+                if self.checker.failed() {
+                    return;
+                }
+            }
+            if self.host.dirty.is_empty() {
+                break;
+            }
+            for conn in std::mem::take(&mut self.host.dirty) {
+                self.flush_conn(conn);
+            }
+        }
+        self.check_broker();
+        self.rearm_broker();
+    }
+
+    fn apply_action(&mut self, action: Action) {
+        match action {
+            Action::Send { conn, bytes } => {
+                self.push(Ev::Action {
+                    what: "send",
+                    conn: conn.0,
+                    bytes: bytes.len() as u32,
+                });
+                self.trace.bytes(&bytes);
+                let Some(hc) = self.host.conns.get_mut(&conn) else {
+                    return self.fail(
+                        "driver protocol",
+                        format!(
+                            "Send to connection {} the broker closed or was told closed",
+                            conn.0
+                        ),
+                    );
+                };
+                if hc.closing {
+                    return self.fail(
+                        "driver protocol",
+                        format!("Send to connection {} after its Close", conn.0),
+                    );
+                }
+                hc.out_len += bytes.len();
+                hc.out.push_back(bytes);
+                self.host.dirty.insert(conn);
+            }
+            Action::Close { conn } => {
+                self.push(Ev::Action {
+                    what: "close",
+                    conn: conn.0,
+                    bytes: 0,
+                });
+                let Some(hc) = self.host.conns.get_mut(&conn) else {
+                    return self.fail(
+                        "driver protocol",
+                        format!(
+                            "Close of connection {} the broker closed or was told closed",
+                            conn.0
+                        ),
+                    );
+                };
+                if hc.closing {
+                    return self.fail(
+                        "driver protocol",
+                        format!("connection {} closed twice", conn.0),
+                    );
+                }
+                hc.closing = true;
+                let link = hc.link;
+                // Nothing more is read from it.
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.up.close();
+                }
+                self.host.dirty.insert(conn);
+            }
+            Action::PauseRead { conn } => {
+                self.push(Ev::Action {
+                    what: "pause reading",
+                    conn: conn.0,
+                    bytes: 0,
+                });
+                if let Some(hc) = self.host.conns.get_mut(&conn) {
+                    hc.read_paused = true;
+                }
+            }
+            Action::ResumeRead { conn } => {
+                self.push(Ev::Action {
+                    what: "resume reading",
+                    conn: conn.0,
+                    bytes: 0,
+                });
+                if let Some(hc) = self.host.conns.get_mut(&conn) {
+                    hc.read_paused = false;
+                    let link = hc.link;
+                    self.kick(link, true);
+                }
+            }
+            Action::Persist { lsn, bytes } => self.persist(lsn, bytes),
+        }
+    }
+
+    /// Moves a connection's output into its pipe as far as the pipe has room.
+    fn flush_conn(&mut self, conn: ConnId) {
+        let capacity = self.params.net.capacity;
+        let Some(hc) = self.host.conns.get_mut(&conn) else {
+            return;
+        };
+        let link = hc.link;
+        let Some(l) = self.links.get_mut(&link) else {
+            // Gone entirely: nothing more can be written.
+            hc.out.clear();
+            hc.out_len = 0;
+            return self.flushed(conn);
+        };
+        let unread = match self.clients.get(l.client) {
+            Some(c) if c.link == Some(link) => c.sock.len(),
+            _ => 0,
+        };
+        if l.down.closed || l.down.fin {
+            // The client is gone or the link was reset: written bytes vanish.
+            hc.out.clear();
+            hc.out_len = 0;
+        } else {
+            let mut room = capacity.saturating_sub(l.down.queued + unread);
+            while room > 0 {
+                let Some(front) = hc.out.front_mut() else {
+                    break;
+                };
+                let n = room.min(front.len());
+                let chunk = front.split_to(n);
+                if front.is_empty() {
+                    hc.out.pop_front();
+                }
+                hc.out_len -= n;
+                room -= n;
+                l.down.write(chunk);
+            }
+        }
+        self.kick(link, false);
+        self.flushed(conn);
+    }
+
+    /// After a flush: finish a close, or report the connection blocked or writable.
+    fn flushed(&mut self, conn: ConnId) {
+        let now = broker_time(self.now);
+        let Some(hc) = self.host.conns.get_mut(&conn) else {
+            return;
+        };
+        if hc.out_len > self.host.output_bound {
+            let n = hc.out_len;
+            return self.fail(
+                "bounded memory",
+                format!(
+                    "connection {} has {n} bytes of output waiting in the driver",
+                    conn.0
+                ),
+            );
+        }
+        if hc.out_len == 0 {
+            if hc.closing {
+                let link = hc.link;
+                self.host.conns.remove(&conn);
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.down.fin = true;
+                }
+                self.kick(link, false);
+                self.cleanup(link);
+                return;
+            }
+            if hc.blocked {
+                hc.blocked = false;
+                self.trace.push(
+                    self.now,
+                    Ev::Input {
+                        what: "writable",
+                        conn: conn.0,
+                    },
+                );
+                if let Some(b) = self.host.broker.as_mut() {
+                    b.handle(now, Input::Writable { conn });
+                }
+            }
+        } else if !hc.blocked && !hc.closing {
+            hc.blocked = true;
+            self.trace.push(
+                self.now,
+                Ev::Input {
+                    what: "blocked",
+                    conn: conn.0,
+                },
+            );
+            if let Some(b) = self.host.broker.as_mut() {
+                b.handle(now, Input::Blocked { conn });
+            }
+        }
+    }
+
+    /// The client of a link read bytes: room for more output.
+    pub fn link_drained(&mut self, link: LinkId) {
+        let Some(conn) = self.links.get(&link).and_then(|l| l.conn) else {
+            return;
+        };
+        if self.host.conns.get(&conn).is_some_and(|hc| hc.link == link) {
+            self.host.dirty.insert(conn);
+            self.after_broker();
+        }
+    }
+
+    pub fn host_open(&mut self, link: LinkId) {
+        let conn = ConnId(self.host.next_conn);
+        self.host.next_conn += 1;
+        self.host.conns.insert(
+            conn,
+            HostConn {
+                link,
+                out: VecDeque::new(),
+                out_len: 0,
+                blocked: false,
+                read_paused: false,
+                closing: false,
+            },
+        );
+        if let Some(l) = self.links.get_mut(&link) {
+            l.conn = Some(conn);
+            l.open = true;
+        }
+        self.broker_input(
+            "open",
+            conn,
+            Input::Open(Open {
+                conn,
+                listener: ListenerId(0),
+                peer: None,
+                tls_identity: None,
+            }),
+        );
+        self.kick(link, true);
+    }
+
+    pub fn host_received(&mut self, conn: ConnId, bytes: &[u8]) {
+        if self.host.conns.get(&conn).is_some_and(|hc| !hc.closing) {
+            self.broker_input("bytes", conn, Input::Received { conn, bytes });
+        }
+    }
+
+    /// The end of the client's stream reached the host.
+    pub fn host_peer_closed(&mut self, conn: ConnId) {
+        if self.host.conns.get(&conn).is_some_and(|hc| !hc.closing) {
+            let hc = self.host.conns.remove(&conn).expect("conn");
+            self.host.dirty.remove(&conn);
+            if let Some(l) = self.links.get_mut(&hc.link) {
+                // Whatever the broker still had for it cannot be sent.
+                l.down.fin = true;
+            }
+            self.kick(hc.link, false);
+            self.broker_input("closed", conn, Input::Closed { conn });
+        }
+    }
+
+    fn rearm_broker(&mut self) {
+        let Some(broker) = self.host.broker.as_ref() else {
+            return;
+        };
+        if let Some(t) = broker.poll_timeout() {
+            let at = (t.as_millis() * MS).max(self.now);
+            if self.host.wake_at.is_none_or(|w| at < w) {
+                self.host.wake_at = Some(at);
+                self.schedule(at, Event::BrokerWake(at));
+            }
+        }
+    }
+
+    pub fn broker_wake(&mut self, at: u64) {
+        if self.host.wake_at != Some(at) {
+            return;
+        }
+        self.host.wake_at = None;
+        self.broker_input("tick", ConnId(0), Input::Tick);
+        self.rearm_broker();
+    }
+
+    /// Checks the broker's counters against what the host knows, and collects its drops.
+    fn check_broker(&mut self) {
+        let Some(broker) = self.host.broker.as_ref() else {
+            return;
+        };
+        let stats = broker.stats().clone();
+        if stats.dropped_queue_full > self.host.seen_drops {
+            let n = stats.dropped_queue_full - self.host.seen_drops;
+            self.host.seen_drops = stats.dropped_queue_full;
+            self.checker.dropped(n);
+        }
+        if stats.dropped_queue_full + stats.dropped_too_large < self.host.discarded_records {
+            return self.fail(
+                "drops are counted",
+                format!(
+                    "the broker discarded {} queued deliveries but counts {} dropped (queue full) and {} (too large)",
+                    self.host.discarded_records, stats.dropped_queue_full, stats.dropped_too_large
+                ),
+            );
+        }
+        if stats.dropped_retained_limit > 0 {
+            return self.fail(
+                "retained store equals the model",
+                "a retained message was dropped though the limit fits every retained topic"
+                    .to_owned(),
+            );
+        }
+        // A connection the broker closed while output for it waited for the log is gone for
+        // the broker before its `Close` reaches the driver.
+        let open = self.host.conns.values().filter(|hc| !hc.closing).count() as u64;
+        let settled = self.host.written_lsn == self.host.durable_lsn;
+        if stats.connections_open > open || settled && stats.connections_open != open {
+            self.fail(
+                "broker state matches the driver",
+                format!(
+                    "the broker counts {} open connections, the driver {open}",
+                    stats.connections_open
+                ),
+            );
+        }
+    }
+
+    // --- The disk ------------------------------------------------------------------------------
+
+    fn persist(&mut self, lsn: Lsn, bytes: Bytes) {
+        self.push(Ev::Persist {
+            lsn,
+            bytes: bytes.len() as u32,
+        });
+        self.trace.bytes(&bytes);
+        if lsn <= self.host.written_lsn {
+            return self.fail(
+                "log sequence numbers increase",
+                format!("records up to {lsn} after {}", self.host.written_lsn),
+            );
+        }
+        // The state the log adds up to must stay consistent and within the broker's limits.
+        let scan = persist::scan(&bytes);
+        if scan.damage.is_some() || scan.valid_len != bytes.len() {
+            return self.fail(
+                "records are well formed",
+                format!(
+                    "a batch of records up to {lsn} does not read back: {:?}",
+                    scan.damage
+                ),
+            );
+        }
+        for (l, record) in &scan.records {
+            if let persist::Record::Discarded {
+                client_id,
+                delivery_id,
+            } = record
+            {
+                self.discarded(client_id, *delivery_id);
+            }
+            if let Err(e) = self.host.shadow.apply(*l, record) {
+                return self.fail("records are consistent", format!("{e} ({record:?})"));
+            }
+        }
+        self.check_memory_shadow();
+        self.host.written_lsn = lsn;
+        let error = self.host.fail_next_write;
+        self.host.fail_next_write = false;
+        let was_failed = self.host.disk.failed;
+        let written = self.host.disk.append(
+            LOG,
+            &bytes,
+            if error && !was_failed {
+                Some(&mut self.rng_disk)
+            } else {
+                None
+            },
+        );
+        if error && !was_failed {
+            self.push(Ev::WriteError {
+                kept: written as u32,
+                of: bytes.len() as u32,
+            });
+            // The driver stops reporting durability; its supervisor restarts the broker.
+            let at = self.now + self.rng_fault.range(200 * MS, 3 * SEC);
+            let incarnation = self.host.incarnation;
+            self.schedule(
+                at,
+                Event::Crash {
+                    forced: Some(incarnation),
+                },
+            );
+            return;
+        }
+        if self.host.disk.failed {
+            return;
+        }
+        let end = self.host.disk.len(LOG);
+        self.host.appended.push_back((end, lsn));
+        self.schedule_fsync();
+    }
+
+    fn schedule_fsync(&mut self) {
+        if self.host.fsync.is_some() || self.host.fsync_scheduled || self.host.appended.is_empty() {
+            return;
+        }
+        self.host.fsync_scheduled = true;
+        let max = self.params.disk.group_delay_max;
+        let delay = if max == 0 || self.rng_disk.chance(0.3) {
+            0
+        } else {
+            self.rng_disk.range(0, max)
+        };
+        self.schedule(self.now + delay, Event::FsyncStart);
+    }
+
+    pub fn fsync_start(&mut self) {
+        self.host.fsync_scheduled = false;
+        if self.host.broker.is_none() || self.host.disk.failed || self.host.fsync.is_some() {
+            return;
+        }
+        let Some(&(end, lsn)) = self.host.appended.back() else {
+            return;
+        };
+        self.host.fsync_generation += 1;
+        let generation = self.host.fsync_generation;
+        self.host.fsync = Some((generation, end, lsn));
+        self.push(Ev::FsyncStart { lsn });
+        let (lo, hi) = (self.params.disk.fsync_min, self.params.disk.fsync_max);
+        let at = self.now + self.rng_disk.range(lo, hi);
+        self.schedule(at, Event::FsyncDone(generation));
+    }
+
+    pub fn fsync_done(&mut self, generation: u64) {
+        let Some((g, end, lsn)) = self.host.fsync else {
+            return;
+        };
+        if g != generation {
+            return;
+        }
+        self.host.fsync = None;
+        if !self.host.disk.synced(LOG, end) {
+            // fsync failed: nothing is reported durable any more.
+            return;
+        }
+        while self.host.appended.front().is_some_and(|(e, _)| *e <= end) {
+            self.host.appended.pop_front();
+        }
+        self.host.durable_lsn = lsn;
+        self.push(Ev::Durable { lsn });
+        self.broker_input("durable", ConnId(0), Input::Durable { lsn });
+        self.schedule_fsync();
+    }
+
+    /// The broker dropped a queued delivery and wrote it down: which message, for whom.
+    fn discarded(&mut self, client_id: &str, delivery_id: u64) {
+        self.host.discarded_records += 1;
+        let tag = self
+            .host
+            .shadow
+            .sessions
+            .get(client_id)
+            .and_then(|s| s.deliveries.get(&delivery_id))
+            .and_then(|d| self.host.shadow.messages.get(&d.message_id))
+            .and_then(|e| crate::payload::parse(&e.message.payload).ok())
+            .map(|(_, tag)| tag);
+        let client = client_id
+            .strip_prefix('c')
+            .and_then(|n| n.parse::<usize>().ok());
+        if let (Some(client), Some(tag)) = (client, tag) {
+            self.checker.discards.insert((client, tag));
+        }
+    }
+
+    /// The durable state of every persistent session stays within the broker's limits.
+    fn check_memory_shadow(&mut self) {
+        let c = &self.params.config;
+        if c.max_queued_messages == 0 {
+            return;
+        }
+        let inflight = match c.max_inflight_messages {
+            0 => usize::from(u16::MAX),
+            n => usize::from(n),
+        };
+        let bound = c.max_queued_messages + inflight + c.max_retained_messages;
+        let over = self
+            .host
+            .shadow
+            .sessions
+            .iter()
+            .find(|(_, s)| s.deliveries.len() > bound)
+            .map(|(id, s)| {
+                let sent = s
+                    .deliveries
+                    .values()
+                    .filter(|d| d.packet_id.is_some())
+                    .count();
+                let retained = s.deliveries.values().filter(|d| d.retain).count();
+                (id.to_string(), s.deliveries.len(), sent, retained)
+            });
+        if let Some((id, n, sent, retained)) = over {
+            self.fail(
+                "bounded memory",
+                format!(
+                    "session {id} holds {n} messages ({sent} in flight, {retained} retained); queue {} + in flight {inflight} + retained {} allow {bound}",
+                    c.max_queued_messages, c.max_retained_messages
+                ),
+            );
+        }
+    }
+
+    // --- Crash and restart ---------------------------------------------------------------------
+
+    /// The broker goes down: mostly a crash at whatever point it was, sometimes a graceful
+    /// stop (`Shutdown`, then the log synced before the process exits).
+    pub fn crash(&mut self) {
+        if self.rng_fault.chance(0.1) {
+            self.push(Ev::Phase("graceful stop"));
+            self.broker_input("shutdown", ConnId(0), Input::Shutdown);
+            let end = self.host.disk.len(LOG);
+            if self.host.disk.synced(LOG, end) && self.host.written_lsn > self.host.durable_lsn {
+                let lsn = self.host.written_lsn;
+                self.host.appended.clear();
+                self.host.durable_lsn = lsn;
+                self.push(Ev::Durable { lsn });
+                self.broker_input("durable", ConnId(0), Input::Durable { lsn });
+            }
+            return self.die(false);
+        }
+        let power_loss = self.rng_disk.chance(self.params.disk.power_loss);
+        self.die(power_loss);
+    }
+
+    fn die(&mut self, power_loss: bool) {
+        self.crashes += 1;
+        self.host.broker = None;
+        self.host.wake_at = None;
+        self.host.fsync = None;
+        self.host.appended.clear();
+        self.host.dirty.clear();
+        self.host.seen_drops = 0;
+        self.host.discarded_records = 0;
+        // Every connection dies with the process: bytes already in the network may still
+        // arrive (a random part of them), then the end of the stream; the rest is lost.
+        let conns = std::mem::take(&mut self.host.conns);
+        for hc in conns.values() {
+            if let Some(l) = self.links.get_mut(&hc.link) {
+                l.up.close();
+                if !l.down.closed {
+                    let keep = self.rng_net.below(l.down.queued as u64 + 1) as usize;
+                    l.down.truncate(keep);
+                    l.down.fin = true;
+                }
+            }
+            self.kick(hc.link, false);
+            self.cleanup(hc.link);
+        }
+        let d = &self.params.disk;
+        let (tear, flip) = (d.tear, d.bit_flip);
+        let report = self
+            .host
+            .disk
+            .crash(&mut self.rng_disk, power_loss, tear, flip);
+        self.push(Ev::Crash {
+            power_loss: power_loss || report.lost > 0,
+            kept: report.kept,
+            lost: report.lost,
+            flipped: report.flipped,
+        });
+        self.host.restart_pending = true;
+        let at = self.now + self.rng_fault.range(0, self.params.downtime_max);
+        self.schedule(at, Event::Restart);
+    }
+
+    pub fn restart(&mut self) {
+        if self.host.broker.is_some() {
+            return;
+        }
+        self.host.restart_pending = false;
+        self.host.incarnation += 1;
+        let (state, recovered) = match disk::recover(&mut self.host.disk) {
+            Ok(x) => x,
+            Err(e) => {
+                return self.fail(
+                    "recovery never finds corruption after a crash",
+                    format!("{e:?}"),
+                );
+            }
+        };
+        let lsn = state.last_lsn();
+        self.push(Ev::Restart {
+            records: recovered.records,
+            lsn,
+            truncated: recovered.truncated,
+        });
+        let broker = Broker::recover(self.host.config.clone(), &state, broker_time(self.now));
+        self.host.broker = Some(broker);
+        self.host.written_lsn = lsn;
+        self.host.durable_lsn = lsn;
+        self.host.shadow = state;
+        self.check_memory_shadow();
+        self.after_broker();
+    }
+}

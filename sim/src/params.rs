@@ -1,0 +1,326 @@
+//! What one run looks like, drawn from its seed: the broker's limits (often tiny, so that every
+//! overflow and back-pressure path runs), the clients and what they do, the network, the disk
+//! and how often things fail. BUGGIFY in spirit: every knob has extreme values with real odds.
+
+use crate::rng::Rng;
+use crate::{MS, SEC};
+use midge_core::broker::Config;
+use midge_core::codec::{MAX_PACKET_SIZE, ProtocolVersion, QoS};
+
+/// Topic filters subscribers choose from. `r/#` reaches the retained topics, `w/+` the wills.
+pub const FILTERS: [&str; 10] = [
+    "a/b", "a/+", "a/#", "#", "+/c", "+/+", "r/#", "w/+", "a/b/c", "+/b/+",
+];
+/// Topics of ordinary publishes.
+pub const TOPICS: [&str; 5] = ["a/b", "a/c", "b/c", "a/b/c", "x"];
+/// Retained topics per owner: `r/<owner>/<k>`.
+pub const RETAINED_PER_OWNER: usize = 2;
+
+/// How long a client's session lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Outlives every connection: 3.1.1 clean session 0, MQTT 5 clean start 0 with a Session
+    /// Expiry Interval of 0xFFFFFFFF.
+    Persistent,
+    /// Ends with its connection: 3.1.1 clean session 1, MQTT 5 clean start 1 and expiry 0.
+    Clean,
+    /// MQTT 5 only: ends this many seconds after its connection.
+    Expiring(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    pub version: ProtocolVersion,
+    pub session: SessionKind,
+    pub keep_alive: u16,
+    /// Mean time between actions (publishes when a publisher), microseconds.
+    pub act_mean: u64,
+    pub publisher: bool,
+    /// Weights of QoS 0, 1, 2 for ordinary publishes.
+    pub qos_weights: [u32; 3],
+    /// Largest payload it publishes.
+    pub max_payload: usize,
+    /// Owner of retained topics `r/<idx>/*`.
+    pub retained_owner: bool,
+    /// Filters with the QoS asked for.
+    pub filters: Vec<(&'static str, QoS)>,
+    /// QoS 1 and 2 messages it keeps in flight at most.
+    pub window: usize,
+    /// MQTT 5 Receive Maximum it announces.
+    pub receive_maximum: Option<u16>,
+    /// MQTT 5 Maximum Packet Size it announces.
+    pub max_packet_size: Option<u32>,
+    /// Reads at most this many bytes per `read_interval`.
+    pub slow_reader: Option<(usize, u64)>,
+    /// Acknowledgements of received messages wait up to this long.
+    pub ack_delay_max: u64,
+    /// Will QoS and MQTT 5 Will Delay Interval.
+    pub will: Option<(QoS, u32)>,
+    /// Per action: probabilities of a graceful DISCONNECT, a dropped connection, a new session
+    /// (clean start) and an unsubscribe or resubscribe; drawn as mean times between them.
+    pub p_disconnect: f64,
+    pub p_drop: f64,
+    pub p_fresh: f64,
+    pub p_resubscribe: f64,
+    /// MQTT 5: sometimes asks for a shared subscription, which the broker refuses for now.
+    pub tries_shared: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetParams {
+    pub latency_min: u64,
+    pub latency_max: u64,
+    /// Largest chunk delivered at once.
+    pub chunk_max: usize,
+    /// Bytes a connection holds towards a client (in flight plus unread) before the driver
+    /// must keep output back and report it blocked.
+    pub capacity: usize,
+    /// Mean time between faults of each kind, or none.
+    pub reset_mean: Option<u64>,
+    pub stall_mean: Option<u64>,
+    pub partition_mean: Option<u64>,
+    pub stall_max: u64,
+    pub partition_max: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskParams {
+    pub fsync_min: u64,
+    pub fsync_max: u64,
+    /// Group commit: how long an fsync may wait for more records.
+    pub group_delay_max: u64,
+    /// A crash is a power loss (unsynced bytes lost, last write torn) rather than a process
+    /// crash (the page cache keeps what was written).
+    pub power_loss: f64,
+    /// A power loss keeps a random prefix of the unsynced bytes.
+    pub tear: bool,
+    /// A torn tail's last frame gets a flipped bit.
+    pub bit_flip: f64,
+    /// Mean time between write errors, or none.
+    pub write_error_mean: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub config: Config,
+    pub clients: Vec<ClientSpec>,
+    pub net: NetParams,
+    pub disk: DiskParams,
+    /// Mean time between broker crashes, or none.
+    pub crash_mean: Option<u64>,
+    pub downtime_max: u64,
+    /// Simulated time with faults and new messages, then the quiet period.
+    pub workload: u64,
+    pub quiet_max: u64,
+}
+
+fn qos_of(i: usize) -> QoS {
+    [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][i]
+}
+
+impl Params {
+    pub fn draw(rng: &mut Rng, workload_secs: u64, bug: Option<midge_core::bugs::Bug>) -> Params {
+        let n_clients = rng.range_usize(2, 7);
+        let max_keepalive = rng.chance(0.15).then(|| rng.range(2, 30) as u16);
+        let mut clients = Vec::new();
+        for i in 0..n_clients {
+            clients.push(draw_client(rng, i, max_keepalive));
+        }
+        // At least one publisher and one subscriber with a persistent session.
+        if !clients.iter().any(|c| c.publisher) {
+            clients[0].publisher = true;
+        }
+        if !clients
+            .iter()
+            .any(|c| !c.filters.is_empty() && c.session == SessionKind::Persistent)
+        {
+            let last = clients.len() - 1;
+            clients[last].session = SessionKind::Persistent;
+            clients[last].filters.push(("a/#", QoS::ExactlyOnce));
+        }
+        let owners = clients.iter().filter(|c| c.retained_owner).count();
+
+        let small_packets = rng.chance(0.3);
+        let max_packet_size = if small_packets {
+            rng.range(160, 1024) as u32
+        } else {
+            MAX_PACKET_SIZE
+        };
+        let config = Config {
+            max_inflight_messages: if rng.chance(0.2) {
+                0
+            } else {
+                rng.log_range(1, 20) as u16
+            },
+            max_queued_messages: if rng.chance(0.15) {
+                0
+            } else {
+                rng.log_range(1, 200) as usize
+            },
+            max_queued_bytes: if rng.chance(0.7) {
+                0
+            } else {
+                rng.log_range(100, 20_000) as usize
+            },
+            queue_qos0_messages: rng.chance(0.4),
+            max_keepalive,
+            max_packet_size,
+            connect_timeout_ms: rng.range(2_000, 10_000),
+            receive_maximum: if rng.chance(0.5) {
+                u16::MAX
+            } else {
+                rng.range(1, 10) as u16
+            },
+            max_retained_messages: (owners * RETAINED_PER_OWNER).max(1),
+            max_connection_buffer: if rng.chance(0.4) {
+                1 << 20
+            } else {
+                rng.log_range(64, 16_384) as usize
+            },
+            persistence: true,
+            client_id_seed: {
+                let mut seed = [0u8; 32];
+                for chunk in seed.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.u64().to_le_bytes());
+                }
+                seed
+            },
+            bug,
+            ..Config::default()
+        };
+        // Payloads (with topic and headers) must fit the broker's Maximum Packet Size.
+        let payload_cap = (max_packet_size as usize).saturating_sub(40).max(16);
+        for c in &mut clients {
+            c.max_payload = c.max_payload.min(payload_cap);
+        }
+
+        let latency_min = rng.log_range(10, 2 * MS);
+        let net = NetParams {
+            latency_min,
+            latency_max: latency_min + rng.log_range(10, 30 * MS),
+            chunk_max: if rng.chance(0.2) {
+                rng.log_range(1, 64) as usize
+            } else {
+                rng.log_range(64, 16_384) as usize
+            },
+            capacity: if rng.chance(0.3) {
+                rng.log_range(256, 4096) as usize
+            } else {
+                rng.log_range(4096, 256 * 1024) as usize
+            },
+            reset_mean: rng.chance(0.7).then(|| rng.log_range(300 * MS, 10 * SEC)),
+            stall_mean: rng.chance(0.5).then(|| rng.log_range(300 * MS, 10 * SEC)),
+            partition_mean: rng.chance(0.4).then(|| rng.log_range(SEC, 20 * SEC)),
+            stall_max: rng.log_range(10 * MS, 5 * SEC),
+            partition_max: rng.log_range(100 * MS, 8 * SEC),
+        };
+        let fsync_min = rng.log_range(20, 2 * MS);
+        let disk = DiskParams {
+            fsync_min,
+            fsync_max: fsync_min + rng.log_range(10, 50 * MS),
+            group_delay_max: if rng.chance(0.5) {
+                0
+            } else {
+                rng.log_range(10, 5 * MS)
+            },
+            power_loss: [0.0, 0.5, 0.9, 1.0][rng.below(4) as usize],
+            tear: rng.chance(0.8),
+            bit_flip: if rng.chance(0.3) { 0.5 } else { 0.0 },
+            write_error_mean: rng.chance(0.1).then(|| rng.log_range(2 * SEC, 30 * SEC)),
+        };
+        Params {
+            config,
+            clients,
+            net,
+            disk,
+            crash_mean: rng.chance(0.85).then(|| rng.log_range(300 * MS, 15 * SEC)),
+            downtime_max: rng.log_range(MS, 3 * SEC),
+            workload: workload_secs * SEC,
+            quiet_max: 1200 * SEC,
+        }
+    }
+}
+
+fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientSpec {
+    let version = if rng.chance(0.5) {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V3_1_1
+    };
+    let session = match rng.weighted(&[6, 2, 2]) {
+        0 => SessionKind::Persistent,
+        1 => SessionKind::Clean,
+        _ if version.is_v5() => SessionKind::Expiring(rng.range(1, 10) as u32),
+        _ => SessionKind::Persistent,
+    };
+    let mut keep_alive = if rng.chance(0.3) {
+        0
+    } else {
+        rng.range(1, 10) as u16
+    };
+    if let Some(max) = max_keepalive
+        && !version.is_v5()
+        && (keep_alive == 0 || keep_alive > max)
+    {
+        keep_alive = rng.range(1, u64::from(max)) as u16;
+    }
+    let publisher = rng.chance(0.7);
+    let mut filters = Vec::new();
+    if rng.chance(0.7) {
+        for _ in 0..rng.range(1, 3) {
+            let filter = rng.pick(&FILTERS);
+            if !filters.iter().any(|(f, _)| *f == filter) {
+                filters.push((filter, qos_of(rng.weighted(&[1, 2, 2]))));
+            }
+        }
+    }
+    let _ = idx;
+    let act_mean = rng.log_range(5 * MS, 300 * MS);
+    // Something that happens every `secs` seconds on average (never for 0).
+    let per_act = |secs: u64| {
+        if secs == 0 {
+            0.0
+        } else {
+            act_mean as f64 / (secs * SEC) as f64
+        }
+    };
+    ClientSpec {
+        version,
+        session,
+        keep_alive,
+        act_mean,
+        publisher,
+        qos_weights: [
+            rng.range(0, 3) as u32,
+            rng.range(1, 4) as u32,
+            rng.range(1, 4) as u32,
+        ],
+        max_payload: rng.log_range(16, 600) as usize,
+        retained_owner: rng.chance(0.25),
+        filters,
+        window: rng.log_range(1, 16) as usize,
+        receive_maximum: (version.is_v5() && rng.chance(0.3)).then(|| rng.range(1, 5) as u16),
+        max_packet_size: (version.is_v5() && rng.chance(0.2)).then(|| rng.range(48, 300) as u32),
+        slow_reader: rng
+            .chance(0.2)
+            .then(|| (rng.log_range(8, 2048) as usize, rng.log_range(MS, 100 * MS))),
+        ack_delay_max: if rng.chance(0.6) {
+            0
+        } else {
+            rng.log_range(100, 300 * MS)
+        },
+        will: rng.chance(0.3).then(|| {
+            let delay = if version.is_v5() && rng.chance(0.5) {
+                rng.range(1, 5) as u32
+            } else {
+                0
+            };
+            (qos_of(rng.below(3) as usize), delay)
+        }),
+        p_disconnect: per_act(rng.pick(&[0, 2, 8, 30])),
+        p_drop: per_act(rng.pick(&[0, 2, 8, 30])),
+        p_fresh: per_act(rng.pick(&[0, 0, 20, 60])),
+        p_resubscribe: per_act(rng.pick(&[0, 4, 15])),
+        tries_shared: version.is_v5() && rng.chance(0.2),
+    }
+}
