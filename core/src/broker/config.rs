@@ -52,7 +52,8 @@ pub struct Config {
     pub max_retained_messages: usize,
     /// Bytes of output a connection may have waiting for the network before QoS 0 messages to it
     /// are dropped (counted) and the broker stops reading its packets until the output drains.
-    /// QoS 1 and 2 messages wait in the session queue instead.
+    /// QoS 1 and 2 output is bounded by the in-flight window instead (`max_inflight_messages`
+    /// and the client's Receive Maximum), not by this limit.
     pub max_connection_buffer: usize,
     /// Record persistent state as `Action::Persist` and hold output until it is durable
     /// (Mosquitto's persistence option, with a write-ahead log instead of periodic snapshots).
