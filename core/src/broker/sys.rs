@@ -27,7 +27,7 @@ use super::timers::Timer;
 use super::{Broker, Stats};
 use crate::codec::{ByteString, PublishProperties, QoS};
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// QoS of the `$SYS` messages. Mosquitto publishes them at QoS 2; at QoS 0 they are never queued
@@ -258,7 +258,7 @@ impl Broker {
         let mut count = self.stats.retained_messages;
         let mut bytes = self.stats.retained_bytes;
         // Only the number of distinct messages matters, never the order of the set.
-        let mut seen: HashSet<*const Message> = HashSet::new();
+        let mut seen: BTreeSet<*const Message> = BTreeSet::new();
         for (_, session) in &self.sessions {
             for msg in session.outbound.messages() {
                 let retained = msg.retain
