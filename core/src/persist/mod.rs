@@ -65,7 +65,7 @@ pub fn scan(data: &Bytes) -> Scan {
             }
             Err(error) => {
                 let after = scan.records.last().map_or(0, |(lsn, _)| *lsn);
-                scan.damage = Some(if intact_record_after(data, offset, after) {
+                scan.damage = Some(if intact_frame_after(data, offset, after).is_some() {
                     Damage::Corrupt { offset, error }
                 } else {
                     Damage::TornTail { offset, error }
@@ -89,13 +89,14 @@ pub fn scan(data: &Bytes) -> Scan {
     scan
 }
 
-/// True when an intact frame with an LSN above `after` starts anywhere after the damaged frame
-/// at `from`: a crash leaves nothing intact behind the point where writing stopped. The damaged
-/// frame's length cannot say where the next one starts (the damage may be in the length), so
-/// every offset is tried; the length and LSN are checked before the checksum, which keeps it
-/// cheap. Requiring a later LSN keeps stale frames of a reused file from counting.
-fn intact_record_after(data: &Bytes, from: usize, after: Lsn) -> bool {
-    (from + 1..data.len().saturating_sub(FRAME_HEADER - 1)).any(|pos| {
+/// The offset of the first intact frame with an LSN above `after` anywhere after the damaged
+/// frame at `from`, if any: a crash leaves nothing intact behind the point where writing
+/// stopped, so such a frame means corruption, not a torn tail. The damaged frame's length cannot
+/// say where the next one starts (the damage may be in the length), so every offset is tried;
+/// the length and LSN are checked before the checksum, which keeps it cheap. Requiring a later
+/// LSN keeps stale frames of a reused file from counting.
+pub fn intact_frame_after(data: &Bytes, from: usize, after: Lsn) -> Option<usize> {
+    (from + 1..data.len().saturating_sub(FRAME_HEADER - 1)).find(|&pos| {
         let field = |at: usize, n: usize| data[pos + at..pos + at + n].iter();
         let len = field(0, 4).fold(0usize, |v, b| v << 8 | usize::from(*b));
         let lsn = field(8, 8).fold(0u64, |v, b| v << 8 | u64::from(*b));

@@ -6,6 +6,7 @@
 //! (u32), big-endian. Drivers decide where the bytes live; the daemon writes them to a
 //! temporary file, fsyncs and renames it, so a snapshot file that exists is complete.
 
+use super::intact_frame_after;
 use super::record::{Lsn, MAX_FRAME, Record, RecordError};
 use super::state::State;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -85,31 +86,6 @@ pub fn decode_owned(data: &[u8], offset: usize) -> Result<(Lsn, Record, usize), 
     }
     let end = (8 + len).min(rest.len());
     Record::decode(&Bytes::copy_from_slice(&rest[..end]))
-}
-
-/// The offset of the first intact frame after `from` whose LSN is above `after`, if any. A
-/// damaged frame with such a frame after it is not a torn write: a crash leaves nothing behind
-/// the point where writing stopped. The LSN and length fields are checked before the checksum,
-/// so the search is cheap.
-pub fn intact_frame_after(data: &Bytes, from: usize, after: Lsn) -> Option<usize> {
-    let header = 16;
-    let mut pos = from + 1;
-    while pos + header <= data.len() {
-        let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-        let len = len as usize;
-        let lsn = u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap_or([0; 8]));
-        if len > 8
-            && len <= MAX_FRAME
-            && pos + 8 + len <= data.len()
-            && lsn > after
-            && lsn - after < 1 << 40
-            && Record::decode(&data.slice(pos..pos + 8 + len)).is_ok()
-        {
-            return Some(pos);
-        }
-        pos += 1;
-    }
-    None
 }
 
 /// Where a snapshot is damaged.

@@ -11,7 +11,8 @@
 
 use super::fs::Fs;
 use bytes::Bytes;
-pub(crate) use midge_core::persist::snapshot::{LoadedSnapshot, decode_owned, intact_frame_after};
+pub(crate) use midge_core::persist::intact_frame_after;
+pub(crate) use midge_core::persist::snapshot::{LoadedSnapshot, decode_owned};
 use midge_core::persist::snapshot::{decode_snapshot, snapshot_chunks};
 use midge_core::persist::{Lsn, State};
 use std::io;
