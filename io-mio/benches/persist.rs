@@ -251,6 +251,7 @@ fn write_queue_log(data: &Path, n: u64) -> u64 {
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: PublishProperties::default(),
+            expires_at: None,
         };
         put(Record::Message(message), &mut out);
         put(

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod acl;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod logging;

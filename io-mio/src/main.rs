@@ -1,11 +1,12 @@
 //! The `midge` binary: reads the command line and configuration, then runs the daemon's event
 //! loop. Everything but argument handling lives in the `midge` library.
 
+use midge::clock::Clock;
 use midge::config::{self, DaemonConfig, ListenerConfig};
 use midge::server::{IoLimits, Server};
 use midge::storage::{self, Recovered};
 use midge::{access, daemon, logging, passwd};
-use midge_core::broker::{Broker, Time};
+use midge_core::broker::Broker;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -180,17 +181,19 @@ fn run(options: Options) -> Result<(), String> {
     }
     daemon::raise_open_files_limit();
     let broker_config = daemon::broker_config(&config)?;
+    let clock = Clock::start();
     // The durable state is recovered before anything listens.
     let (mut broker, storage) = if config.persistence.enabled {
         let storage_options = storage_options(&config);
         let recovered = recover(&config, &storage_options, options.salvage)?;
-        let broker = Broker::recover(broker_config, &recovered.state, Time::ZERO);
+        let broker = Broker::recover(broker_config, &recovered.state, clock.now());
         (broker, Some((recovered, storage_options)))
     } else {
         (Broker::new(broker_config), None)
     };
     broker.set_authorizer(Box::new(authorizer));
-    let mut server = Server::bind(specs, broker, IoLimits::default()).map_err(|e| e.to_string())?;
+    let mut server =
+        Server::bind(specs, broker, IoLimits::default(), clock).map_err(|e| e.to_string())?;
     if let Some((recovered, options)) = storage {
         server.start_storage(recovered, &options).map_err(|e| {
             format!(

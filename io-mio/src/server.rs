@@ -14,6 +14,7 @@
 //!   never a wait), and the writer's wake-up (a mio `Waker`) brings the durable LSN back to the
 //!   broker, which then releases the output that waited for it.
 
+use crate::clock::Clock;
 use crate::storage::{self, Recovered, Storage};
 use crate::transport::{RawStream, Transport};
 use bytes::Bytes;
@@ -132,7 +133,7 @@ pub struct Server {
     conns: Slab<Conn>,
     broker: Broker,
     limits: IoLimits,
-    start: Instant,
+    clock: Clock,
     scratch: Vec<u8>,
     inbox: Vec<u8>,
     /// Connections with output or state to act on this turn.
@@ -147,7 +148,14 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener. Nothing is accepted before [`Server::run`].
-    pub fn bind(specs: Vec<ListenerSpec>, broker: Broker, limits: IoLimits) -> io::Result<Server> {
+    /// Binds the listeners. `clock` must be the clock the broker's earlier inputs (its
+    /// recovery) were timed by.
+    pub fn bind(
+        specs: Vec<ListenerSpec>,
+        broker: Broker,
+        limits: IoLimits,
+        clock: Clock,
+    ) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listeners = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
@@ -196,7 +204,7 @@ impl Server {
             conns: Slab::new(),
             broker,
             limits,
-            start: Instant::now(),
+            clock,
             scratch: vec![0; 64 * 1024],
             inbox: Vec::new(),
             dirty: Vec::new(),
@@ -236,7 +244,7 @@ impl Server {
     }
 
     fn now(&self) -> Time {
-        Time::from_millis(self.start.elapsed().as_millis() as u64)
+        self.clock.now()
     }
 
     /// Runs until SIGINT or SIGTERM. SIGHUP calls `reload` and installs the authorizer it

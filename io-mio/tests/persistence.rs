@@ -174,6 +174,7 @@ fn stored(id: u64, payload: &str) -> StoredMessage {
         qos: QoS::AtLeastOnce,
         retain: false,
         properties: PublishProperties::default(),
+        expires_at: None,
     }
 }
 

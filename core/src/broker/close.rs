@@ -3,10 +3,12 @@
 
 use super::connect::{CONNECTIONS, peer_text};
 use super::connection::{ConnState, Connection, Will};
+use super::message::expiry_deadline;
 use super::session::{Expiry, SessionKey};
 use super::timers::Timer;
 use super::{Broker, ConnId};
 use crate::codec::{Disconnect, DisconnectReason, Packet};
+use std::sync::Arc;
 
 /// What happens to the will of a connection that ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +178,10 @@ impl Broker {
 
     /// Publishes a will as if its client had published it.
     pub(super) fn publish_will(&mut self, will: Will) {
-        self.accept_message(will.msg, None);
+        // Its Message Expiry Interval counts from now (5.0, 3.1.3.2.4).
+        let mut msg = Arc::unwrap_or_clone(will.msg);
+        msg.expires_at = expiry_deadline(&msg.properties, self.now);
+        self.accept_message(Arc::new(msg), None);
     }
 
     /// DISCONNECT from a client: no reply; the will is deleted unless MQTT 5 reason 0x04 asks for

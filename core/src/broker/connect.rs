@@ -181,6 +181,8 @@ impl Broker {
                     user_properties: w.properties.user_properties,
                     ..PublishProperties::default()
                 },
+                // The expiry interval runs from the will's publication.
+                expires_at: None,
                 stored_id: Default::default(),
             }),
         });

@@ -259,5 +259,6 @@ fn stored_message(msg: &Message, id: u64) -> StoredMessage {
         qos: msg.qos,
         retain: msg.retain,
         properties: msg.properties.clone(),
+        expires_at: msg.expires_at.map(|t| t.as_millis()),
     }
 }

@@ -1,5 +1,6 @@
 //! Application messages as the broker keeps them, and one delivery of a message to a session.
 
+use super::Time;
 use crate::codec::{ByteString, PacketId, Publish, PublishProperties, QoS, QosPid};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
@@ -14,15 +15,20 @@ pub(crate) struct Message {
     pub qos: QoS,
     pub retain: bool,
     /// MQTT 5 properties forwarded to subscribers. Topic Alias and Subscription Identifiers
-    /// belong to one hop and are never stored here.
+    /// belong to one hop and are never stored here; the Message Expiry Interval here is the
+    /// one it was published with, and each PUBLISH sent carries what is left of it.
     pub properties: PublishProperties,
+    /// When the Message Expiry Interval runs out: a copy not yet on its way to a subscriber
+    /// is deleted then [MQTT-3.3.2-5] (5.0). A deadline on the driver's clock, which is why it
+    /// persists across restarts only as well as the driver's clock does (see `Time`).
+    pub expires_at: Option<Time>,
     /// The id the log knows the message by, once it is stored.
     pub stored_id: OnceLock<u64>,
 }
 
 impl Message {
-    /// Takes the message out of a received PUBLISH, dropping per-hop properties.
-    pub(crate) fn from_publish(p: Publish) -> Message {
+    /// Takes the message out of a PUBLISH received at `now`, dropping per-hop properties.
+    pub(crate) fn from_publish(p: Publish, now: Time) -> Message {
         let mut properties = p.properties;
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
@@ -31,10 +37,32 @@ impl Message {
             payload: p.payload,
             qos: p.qos_pid.qos(),
             retain: p.retain,
+            expires_at: expiry_deadline(&properties, now),
             properties,
             stored_id: OnceLock::new(),
         }
     }
+
+    /// True once the Message Expiry Interval has passed.
+    pub(crate) fn expired(&self, now: Time) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whole seconds of the Message Expiry Interval left at `now`, rounded up so that a message
+    /// not yet expired never says 0.
+    pub(crate) fn remaining_secs(&self, now: Time) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let ms = at.as_millis().saturating_sub(now.as_millis());
+            u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// When a message with these properties, accepted at `now`, expires.
+pub(crate) fn expiry_deadline(properties: &PublishProperties, now: Time) -> Option<Time> {
+    properties
+        .message_expiry_interval
+        .map(|secs| now.plus_secs(u64::from(secs)))
 }
 
 /// One message on its way to one session: the QoS and RETAIN flag this subscriber gets and the
@@ -60,14 +88,18 @@ impl Delivery {
         self.msg.payload.len()
     }
 
-    /// The PUBLISH packet for this delivery.
-    pub(crate) fn to_publish(&self, packet_id: Option<PacketId>, dup: bool) -> Publish {
+    /// The PUBLISH packet for this delivery, sent at `now`: with the Message Expiry Interval
+    /// less the time the message has waited in the broker [MQTT-3.3.2-6] (5.0).
+    pub(crate) fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Time) -> Publish {
         let qos_pid = match packet_id {
             Some(id) => QosPid::new(self.qos, id),
             None => QosPid::AtMostOnce,
         };
         let mut properties = self.msg.properties.clone();
         properties.subscription_identifiers = self.subscription_ids.clone();
+        if let Some(left) = self.msg.remaining_secs(now) {
+            properties.message_expiry_interval = Some(left);
+        }
         Publish {
             dup,
             qos_pid,

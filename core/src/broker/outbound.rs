@@ -332,6 +332,28 @@ impl Outbound {
         Some(d)
     }
 
+    /// Takes every queued delivery whose message has expired off the queue and returns them.
+    pub(crate) fn remove_expired(&mut self, now: super::Time) -> Vec<Delivery> {
+        if !self.queue.iter().any(|d| d.msg.expired(now)) {
+            return Vec::new();
+        }
+        let (expired, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|d| d.msg.expired(now));
+        self.queue = kept;
+        for d in &expired {
+            if d.qos == QoS::AtMostOnce {
+                self.queued_qos0 -= 1;
+            }
+            if d.on_subscribe {
+                self.queued_on_subscribe -= 1;
+            } else {
+                self.queued_bytes -= d.queued_bytes();
+            }
+        }
+        expired.into()
+    }
+
     /// The QoS of the oldest queued delivery.
     pub(crate) fn next_queued_qos(&self) -> Option<QoS> {
         self.queue.front().map(|d| d.qos)

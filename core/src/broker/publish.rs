@@ -48,11 +48,12 @@ impl Broker {
         }
         match p.qos_pid {
             QosPid::AtMostOnce => {
-                self.accept_message(Arc::new(Message::from_publish(p)), Some(key));
+                self.accept_message(Arc::new(Message::from_publish(p, self.now)), Some(key));
             }
             QosPid::AtLeastOnce(packet_id) => {
                 // Accept, then acknowledge [MQTT-4.3.2-2] (3.1.1) [MQTT-4.3.2-4] (5.0).
-                let matched = self.accept_message(Arc::new(Message::from_publish(p)), Some(key));
+                let matched =
+                    self.accept_message(Arc::new(Message::from_publish(p, self.now)), Some(key));
                 let mut ack = PubAck::success(packet_id);
                 if v5 && matched == 0 {
                     ack.reason = PubAckReason::NoMatchingSubscribers;
@@ -71,7 +72,7 @@ impl Broker {
                     }
                     session.inbound_qos2.insert(packet_id);
                     self.record_inbound(key, packet_id, true);
-                    let msg = Arc::new(Message::from_publish(p));
+                    let msg = Arc::new(Message::from_publish(p, self.now));
                     if self.accept_message(msg, Some(key)) == 0 && v5 {
                         ack.reason = PubAckReason::NoMatchingSubscribers;
                     }
@@ -185,11 +186,7 @@ impl Broker {
     /// [MQTT-3.3.1-6] [MQTT-3.3.1-7] (5.0).
     fn retain(&mut self, msg: &Arc<Message>) {
         if msg.payload.is_empty() {
-            if let Some(old) = self.retained.remove(&msg.topic) {
-                self.record_retain_clear(&msg.topic);
-                self.stats.retained_messages -= 1;
-                self.stats.retained_bytes -= old.payload.len() as u64;
-            }
+            self.remove_retained(&msg.topic);
             return;
         }
         let is_new = self.retained.get(&msg.topic).is_none();
@@ -205,6 +202,15 @@ impl Broker {
         self.stats.retained_bytes += msg.payload.len() as u64;
         if is_new {
             self.stats.retained_messages += 1;
+        }
+    }
+
+    /// Removes a topic's retained message, if it has one.
+    pub(super) fn remove_retained(&mut self, topic: &str) {
+        if let Some(old) = self.retained.remove(topic) {
+            self.record_retain_clear(topic);
+            self.stats.retained_messages -= 1;
+            self.stats.retained_bytes -= old.payload.len() as u64;
         }
     }
 
@@ -305,16 +311,31 @@ impl Broker {
                 return;
             }
         }
-        let session = &mut self.sessions[key];
         let (max_msgs, max_bytes) = (
             self.config.max_queued_messages,
             self.config.max_queued_bytes,
         );
         let max_retained = self.config.max_retained_messages;
-        match session
+        let mut queued = self.sessions[key]
             .outbound
-            .enqueue(d, max_msgs, max_bytes, max_retained)
-        {
+            .enqueue(d, max_msgs, max_bytes, max_retained);
+        // Expired messages make room before a new one is turned away.
+        if let Err((full, d)) = queued {
+            let expired = self.sessions[key].outbound.remove_expired(self.now);
+            for gone in &expired {
+                self.stats.dropped_expired += 1;
+                self.record_discarded(key, gone);
+            }
+            queued = if expired.is_empty() {
+                Err((full, d))
+            } else {
+                self.sessions[key]
+                    .outbound
+                    .enqueue(d, max_msgs, max_bytes, max_retained)
+            };
+        }
+        let session = &mut self.sessions[key];
+        match queued {
             Ok(()) => {
                 if session.dropped_unreported > 0 {
                     tracing::warn!(client_id = %session.client_id, dropped = session.dropped_unreported, "queue accepting messages again");
@@ -365,6 +386,13 @@ impl Broker {
     /// Sends a delivery to the session's connected client: QoS 0 directly, QoS 1 and 2 with a
     /// fresh packet id in the window.
     fn send_delivery(&mut self, key: SessionKey, d: Delivery) {
+        // A copy whose expiry passed before its onward delivery started is deleted
+        // [MQTT-3.3.2-5] (5.0). Once in flight it completes, resends included.
+        if d.msg.expired(self.now) {
+            self.stats.dropped_expired += 1;
+            self.record_discarded(key, &d);
+            return;
+        }
         if !self.fits_client(key, &d) {
             self.record_discarded(key, &d);
             return;
@@ -405,7 +433,7 @@ impl Broker {
             return false;
         };
         if client.max_packet_size < MAX_PACKET_SIZE {
-            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false));
+            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false, self.now));
             if probe
                 .encoded_len(client.version)
                 .is_ok_and(|len| len > client.max_packet_size as usize)
@@ -427,7 +455,7 @@ impl Broker {
         let Some(version) = conn.client().map(|c| c.version) else {
             return;
         };
-        let packet = Packet::Publish(d.to_publish(id, dup));
+        let packet = Packet::Publish(d.to_publish(id, dup, self.now));
         match self
             .outbox
             .write(conn_id, conn, version, &packet, &mut self.stats)

@@ -130,6 +130,7 @@ fn message(m: &StoredMessage, id: Option<u64>) -> Message {
         qos: m.qos,
         retain: m.retain,
         properties: m.properties.clone(),
+        expires_at: m.expires_at.map(Time::from_millis),
         stored_id,
     }
 }

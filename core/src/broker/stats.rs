@@ -30,6 +30,9 @@ pub struct Stats {
     pub dropped_qos0_offline: u64,
     /// Retained messages not stored because `max_retained_messages` was reached.
     pub dropped_retained_limit: u64,
+    /// Copies of messages deleted because their Message Expiry Interval passed before they
+    /// could be sent (queued ones, and retained messages found expired).
+    pub dropped_expired: u64,
     /// Retained messages stored now.
     pub retained_messages: u64,
     /// Bytes received from clients.

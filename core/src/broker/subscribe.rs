@@ -30,6 +30,7 @@ impl Broker {
         let subscription_id = s.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         let mut retained = Vec::new();
+        let mut expired = Vec::new();
         for sub in s.subscriptions {
             if topic::is_shared(&sub.filter) {
                 // Shared subscriptions are not offered yet (announced in CONNACK).
@@ -69,7 +70,13 @@ impl Broker {
                 RetainHandling::Never => false,
             };
             if send_retained {
+                let now = self.now;
                 self.retained.for_each_match(&sub.filter, |topic, msg| {
+                    // An expired retained message is not sent, and goes (5.0, 3.3.2.3.3).
+                    if msg.expired(now) {
+                        expired.push(msg.topic.clone());
+                        return;
+                    }
                     if !self.allowed(key, Access::Receive, topic) {
                         return;
                     }
@@ -88,6 +95,10 @@ impl Broker {
                     });
                 });
             }
+        }
+        for topic in expired {
+            self.remove_retained(&topic);
+            self.stats.dropped_expired += 1;
         }
         let suback = Packet::SubAck(SubAck {
             // [MQTT-3.8.4-1] [MQTT-3.8.4-2]

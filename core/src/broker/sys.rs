@@ -283,6 +283,7 @@ impl Broker {
             qos: QOS,
             retain: self.config.retain_available,
             properties: PublishProperties::default(),
+            expires_at: None,
             stored_id: Default::default(),
         };
         self.accept_message(Arc::new(msg), None);

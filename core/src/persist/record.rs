@@ -31,6 +31,9 @@ pub struct StoredMessage {
     pub qos: QoS,
     pub retain: bool,
     pub properties: PublishProperties,
+    /// When its Message Expiry Interval runs out, in milliseconds on the driver's clock
+    /// (`broker::Time`); `None` when it has no expiry or has not started (a will).
+    pub expires_at: Option<u64>,
 }
 
 /// A will waiting in a persistent session: published if the client does not come back.
@@ -469,6 +472,13 @@ fn put_message(out: &mut BytesMut, m: &StoredMessage) {
     }
     let len = (out.len() - len_at - 4) as u32;
     out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    match m.expires_at {
+        None => out.put_u8(0),
+        Some(at) => {
+            out.put_u8(1);
+            out.put_u64(at);
+        }
+    }
 }
 
 fn get_message(r: &mut Bytes) -> Result<StoredMessage, RecordError> {
@@ -478,6 +488,11 @@ fn get_message(r: &mut Bytes) -> Result<StoredMessage, RecordError> {
         return Err(RecordError::Malformed("message shorter than its length"));
     }
     let packet = r.split_to(len);
+    let expires_at = match get_u8(r)? {
+        0 => None,
+        1 => Some(get_u64(r)?),
+        _ => return Err(RecordError::Malformed("bad message expiry flag")),
+    };
     match codec::decode(&packet, ProtocolVersion::V5, u32::MAX) {
         Ok(Some((Packet::Publish(p), used))) if used == len => Ok(StoredMessage {
             id,
@@ -486,6 +501,7 @@ fn get_message(r: &mut Bytes) -> Result<StoredMessage, RecordError> {
             qos: p.qos_pid.qos(),
             retain: p.retain,
             properties: p.properties,
+            expires_at,
         }),
         _ => Err(RecordError::Malformed("stored message is not a PUBLISH")),
     }
@@ -606,9 +622,11 @@ pub(crate) mod tests {
             qos(),
             any::<bool>(),
             prop_oneof![1 => Just(PublishProperties::default()), 3 => properties()],
+            proptest::option::of(any::<u64>()),
         )
             .prop_map(
-                |(id, topic, payload, qos, retain, properties)| StoredMessage {
+                |(id, topic, payload, qos, retain, properties, expires_at)| StoredMessage {
+                    expires_at,
                     id,
                     topic,
                     payload,
@@ -748,6 +766,7 @@ pub(crate) mod tests {
         let c = ByteString::from("client");
         let p = PacketId::new(7).expect("not 0");
         let m = StoredMessage {
+            expires_at: Some(123_456),
             id: 3,
             topic: ByteString::from("a/b"),
             payload: Bytes::from_static(b"payload"),

@@ -401,6 +401,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: codec::PublishProperties::default(),
+            expires_at: None,
         }
     }
 

@@ -22,6 +22,7 @@ fn message(id: u64, payload: &str) -> StoredMessage {
         qos: QoS::AtLeastOnce,
         retain: false,
         properties: PublishProperties::default(),
+        expires_at: None,
     }
 }
 
