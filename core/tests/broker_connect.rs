@@ -1510,12 +1510,15 @@ fn will_published_when_session_ends_before_delay_mqtt_3_1_2_8_v5() {
 // Protocol violations after CONNECT
 // ---------------------------------------------------------------------------------------------
 
-/// 5.0: no Topic Alias Maximum is announced, so a PUBLISH with a Topic Alias breaks
-/// [MQTT-3.2.2-18] (5.0): DISCONNECT 0x94 (Topic Alias invalid), then the close
-/// [MQTT-4.13.1-1] (5.0). Nothing is delivered.
+/// 5.0: with topic aliases switched off no Topic Alias Maximum is announced, so a PUBLISH with a
+/// Topic Alias breaks [MQTT-3.2.2-18] (5.0): DISCONNECT 0x94 (Topic Alias invalid), then the
+/// close [MQTT-4.13.1-1] (5.0). Nothing is delivered.
 #[test]
 fn v5_publish_with_topic_alias_gets_disconnect_0x94_mqtt_3_2_2_18() {
-    let mut w = World::default();
+    let mut w = World::new(midge_core::broker::Config {
+        max_topic_alias: 0,
+        ..midge_core::broker::Config::default()
+    });
     let (_, ack) = w.connect(connect(V5, "alias-probe"));
     assert_eq!(ack.properties.topic_alias_maximum, None);
     let sub = w.client(V3_1_1, "alias-sub");

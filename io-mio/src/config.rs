@@ -48,7 +48,8 @@
 //!   `allow_zero_length_clientid`, `auto_id_prefix`.
 //! - Broker limits: `global_max_connections`, `max_inflight_messages`, `max_keepalive`,
 //!   `max_packet_size`, `max_queued_bytes`, `max_queued_messages`, `message_size_limit`,
-//!   `queue_qos0_messages`, `retain_available`, `sys_interval`, `set_tcp_nodelay`.
+//!   `queue_qos0_messages`, `retain_available`, `sys_interval`, `set_tcp_nodelay`,
+//!   `max_topic_alias` (a listener option in Mosquitto, global in midge), `max_topic_alias_broker`.
 //! - Persistence: `persistence` (and its alias `retained_persistence`), `persistence_location`,
 //!   `persistence_file` (read, but midge keeps its own files; see below), `autosave_interval`.
 //! - Logging: `log_type`, `log_dest` (stdout, stderr, file, none), `connection_messages`,
@@ -99,7 +100,7 @@
 //! | error | `connection` and every bridge option (`address`, `topic`, `bridge_*`, `remote_*`, ...) | bridges are not supported yet; bridged messages would silently stop flowing |
 //! | warning | `ciphers`, `ciphers_tls1.3`, `dhparamfile` | midge's TLS library offers only AEAD suites with forward secrecy (and no finite-field DHE), the suites such lists are written to keep |
 //! | warning | `autosave_on_changes`, `persistent_client_expiration`, `upgrade_outgoing_qos`, `check_retain_source`, `allow_duplicate_messages` | delivery and persistence details with no effect on who may do what |
-//! | warning | `memory_limit`, `max_inflight_bytes`, `max_topic_alias`, `max_topic_alias_broker`, `global_max_clients`, `websockets_headers_size` | limits midge bounds its own way |
+//! | warning | `memory_limit`, `max_inflight_bytes`, `global_max_clients`, `websockets_headers_size` | limits midge bounds its own way |
 //! | warning | `http_dir`, `websockets_log_level`, `log_facility`, `log_timestamp_format`, `log_dest syslog/topic/dlt`, `quic_log_level`, `enable_control_api` | serving files over HTTP, logging details and administration interfaces |
 //! | warning | `retry_interval`, `store_clean_interval` | removed from Mosquitto 2 as well |
 //! | warning | `user` | recorded, but midge does not drop privileges yet |
@@ -813,8 +814,6 @@ pub const UNSUPPORTED_OPTIONS: &[UnsupportedOption] = &[
     // Limits.
     warn("memory_limit", Some("0"), LIMIT),
     warn("max_inflight_bytes", Some("0"), LIMIT),
-    warn("max_topic_alias", None, LIMIT),
-    warn("max_topic_alias_broker", None, LIMIT),
     warn("global_max_clients", None, LIMIT),
     warn("websockets_headers_size", None, LIMIT),
     // Serving, logging and administration.
@@ -1682,6 +1681,15 @@ impl Parser {
             "max_queued_messages" => {
                 broker.max_queued_messages = clamp_to_zero(line.integer(warnings)?);
             }
+            // A listener option in Mosquitto; midge applies it to every listener.
+            "max_topic_alias" => {
+                let value = line.integer_in(warnings, 0..=i64::from(u16::MAX))?;
+                broker.max_topic_alias = u16::try_from(value).unwrap_or(u16::MAX);
+            }
+            "max_topic_alias_broker" => {
+                let value = line.integer_in(warnings, 0..=i64::from(u16::MAX))?;
+                broker.max_topic_alias_broker = u16::try_from(value).unwrap_or(u16::MAX);
+            }
             "queue_qos0_messages" => broker.queue_qos0_messages = line.boolean(warnings)?,
             "retain_available" => broker.retain_available = line.boolean(warnings)?,
             _ => return Ok(false),
@@ -2396,6 +2404,8 @@ mod tests {
             "global_max_connections 5000
 max_inflight_messages 40
 max_keepalive 120
+max_topic_alias 20
+max_topic_alias_broker 0
 max_packet_size 65536
 max_queued_bytes 1048576
 max_queued_messages 200
@@ -2423,6 +2433,8 @@ listener 1883
         assert_eq!(broker.max_connections, Some(5000));
         assert_eq!(broker.max_inflight_messages, 40);
         assert_eq!(broker.max_keepalive, Some(120));
+        assert_eq!(broker.max_topic_alias, 20);
+        assert_eq!(broker.max_topic_alias_broker, 0);
         assert_eq!(broker.max_packet_size, 65536);
         assert_eq!(broker.max_queued_bytes, 1_048_576);
         assert_eq!(broker.max_queued_messages, 200);
@@ -3260,8 +3272,6 @@ password_file /etc/mosquitto/ws-passwd
             "allow_duplicate_messages false",
             "memory_limit 1000000",
             "max_inflight_bytes 100000",
-            "max_topic_alias 20",
-            "max_topic_alias_broker 20",
             "global_max_clients 100",
             "websockets_headers_size 8192",
             "http_dir /usr/share/mosquitto/www",

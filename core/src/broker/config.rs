@@ -37,6 +37,12 @@ pub struct Config {
     pub allow_zero_length_clientid: bool,
     /// Prefix of assigned client ids (Mosquitto's auto_id_prefix).
     pub auto_id_prefix: String,
+    /// Topic aliases an MQTT 5 client may use in its PUBLISH packets, announced as Topic Alias
+    /// Maximum in CONNACK; 0 allows none (Mosquitto's max_topic_alias).
+    pub max_topic_alias: u16,
+    /// Topic aliases the broker uses towards an MQTT 5 client that accepts them, at most
+    /// (Mosquitto's max_topic_alias_broker); 0 uses none.
+    pub max_topic_alias_broker: u16,
     /// Time a new connection has to send CONNECT before it is closed, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Inbound QoS 2 messages a client may have awaiting PUBREL; announced to MQTT 5 clients as
@@ -86,6 +92,8 @@ impl Default for Config {
             retain_available: true,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),
+            max_topic_alias: 10,
+            max_topic_alias_broker: 10,
             connect_timeout_ms: 10_000,
             receive_maximum: u16::MAX,
             max_subscriptions_per_session: 100_000,

@@ -5,6 +5,7 @@ use super::connection::{Client, ConnState, Will};
 use super::message::Message;
 use super::session::{Expiry, Session, SessionKey};
 use super::timers::Timer;
+use super::topic_alias::{InboundAliases, OutboundAliases};
 use super::{Broker, ConnId, keep_alive_deadline};
 use crate::auth::{Access, ClientRef, ConnectDecision, ConnectRequest};
 use crate::codec::{
@@ -203,6 +204,17 @@ impl Broker {
                 .maximum_packet_size
                 .map_or(MAX_PACKET_SIZE, NonZeroU32::get),
             connect_session_expiry: c.properties.session_expiry_interval.unwrap_or(0),
+            inbound_aliases: InboundAliases::new(if version.is_v5() {
+                self.config.max_topic_alias
+            } else {
+                0
+            }),
+            outbound_aliases: OutboundAliases::new(
+                c.properties
+                    .topic_alias_maximum
+                    .unwrap_or(0)
+                    .min(self.config.max_topic_alias_broker),
+            ),
         };
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -258,6 +270,7 @@ impl Broker {
                 .then(|| NonZeroU32::new(c.max_packet_size))
                 .flatten(),
             retain_available: (!c.retain_available).then_some(false),
+            topic_alias_maximum: (c.max_topic_alias > 0).then_some(c.max_topic_alias),
             // Shared subscriptions are not offered yet.
             shared_subscription_available: Some(false),
             ..ConnAckProperties::default()

@@ -5,6 +5,7 @@ use super::ListenerId;
 use super::message::Message;
 use super::session::SessionKey;
 use super::time::Time;
+use super::topic_alias::{InboundAliases, OutboundAliases};
 use crate::codec::{ByteString, ProtocolVersion};
 use crate::persist::Lsn;
 use bytes::BytesMut;
@@ -33,6 +34,10 @@ pub(crate) struct Client {
     pub max_packet_size: u32,
     /// The Session Expiry Interval of CONNECT, which limits what DISCONNECT may change.
     pub connect_session_expiry: u32,
+    /// Topic aliases the client set for its PUBLISH packets.
+    pub inbound_aliases: InboundAliases,
+    /// Topic aliases the broker set for PUBLISH packets to the client.
+    pub outbound_aliases: OutboundAliases,
 }
 
 #[derive(Debug)]

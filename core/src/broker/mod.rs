@@ -28,6 +28,7 @@ mod subscribe;
 mod sys;
 mod time;
 mod timers;
+mod topic_alias;
 
 pub use config::Config;
 pub use connect::CONNECTIONS;

@@ -1,15 +1,17 @@
 //! Messages in and out: PUBLISH from clients and its acknowledgement, routing to subscribers,
 //! the outbound QoS flows and queue, and retained messages.
 
+use super::connection::ConnState;
 use super::message::{Delivery, Message};
 use super::outbound::{QueueFull, Resend};
 use super::session::SessionKey;
 use super::subscribe::SubEntry;
+use super::topic_alias::AliasUse;
 use super::{Broker, ConnId};
 use crate::auth::Access;
 use crate::codec::{
-    DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp, PubRec,
-    PubRel, PubRelReason, Publish, QoS, QosPid,
+    ByteString, DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp,
+    PubRec, PubRel, PubRelReason, Publish, QoS, QosPid,
 };
 use std::sync::Arc;
 
@@ -24,9 +26,19 @@ impl Broker {
         if !p.properties.subscription_identifiers.is_empty() {
             return self.protocol_error(id, DisconnectReason::ProtocolError);
         }
-        // No Topic Alias Maximum is announced, so no alias may be used [MQTT-3.2.2-18] (5.0).
+        let mut p = p;
         if p.properties.topic_alias.is_some() {
-            return self.protocol_error(id, DisconnectReason::TopicAliasInvalid);
+            let alias = p.properties.topic_alias;
+            let topic = std::mem::take(&mut p.topic);
+            let resolved = self.conns.get_mut(&id).and_then(|c| match &mut c.state {
+                ConnState::Connected(client) => Some(client.inbound_aliases.resolve(topic, alias)),
+                ConnState::AwaitingConnect => None,
+            });
+            match resolved {
+                Some(Ok(topic)) => p.topic = topic,
+                Some(Err(reason)) => return self.protocol_error(id, reason),
+                None => return,
+            }
         }
         // Retained messages switched off (5.0, 3.3.1.3; Mosquitto's retain_available).
         if p.retain && !self.config.retain_available {
@@ -452,10 +464,20 @@ impl Broker {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        let Some(version) = conn.client().map(|c| c.version) else {
+        let ConnState::Connected(client) = &mut conn.state else {
             return;
         };
-        let packet = Packet::Publish(d.to_publish(id, dup, self.now));
+        let version = client.version;
+        let mut publish = d.to_publish(id, dup, self.now);
+        match client.outbound_aliases.assign(&publish.topic) {
+            AliasUse::None => {}
+            AliasUse::Set(alias) => publish.properties.topic_alias = Some(alias),
+            AliasUse::Reuse(alias) => {
+                publish.properties.topic_alias = Some(alias);
+                publish.topic = ByteString::default();
+            }
+        }
+        let packet = Packet::Publish(publish);
         match self
             .outbox
             .write(conn_id, conn, version, &packet, &mut self.stats)
