@@ -215,8 +215,8 @@ fn each_version_accepted_with_its_connack_mqtt_3_1_4_5() {
             assert_eq!(usize::from(bytes[1]), bytes.len() - 2);
             assert_eq!(&bytes[2..4], &[0x00, 0x00]);
             assert_eq!(usize::from(bytes[4]), bytes.len() - 5, "property length");
-            // No shared subscriptions yet, so that is announced.
-            assert_eq!(ack.properties.shared_subscription_available, Some(false));
+            // Shared subscriptions are available: the default, so not announced.
+            assert_eq!(ack.properties.shared_subscription_available, None);
         } else {
             assert_eq!(bytes, [0x20, 0x02, 0x00, 0x00]);
         }

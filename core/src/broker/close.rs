@@ -141,6 +141,9 @@ impl Broker {
         if fate == SessionFate::TakenOver {
             return;
         }
+        if self.sessions[key].expiry != Expiry::OnDisconnect {
+            self.hand_over_shared(key, false);
+        }
         match self.sessions[key].expiry {
             // A clean session ends with its connection [MQTT-3.1.2-6] (3.1.1); so does an
             // MQTT 5 session with expiry interval 0 [MQTT-3.1.2-25] (5.0).
@@ -158,6 +161,10 @@ impl Broker {
     /// Ends a session: its subscriptions and queued messages go, and a will still waiting for
     /// its delay is published now [MQTT-3.1.2-8] [MQTT-4.1.0-2] (5.0).
     pub(super) fn end_session(&mut self, key: SessionKey) {
+        if !self.sessions.contains(key) {
+            return;
+        }
+        self.hand_over_shared(key, true);
         let Some(session) = self.sessions.try_remove(key) else {
             return;
         };
@@ -165,7 +172,7 @@ impl Broker {
         self.session_index.remove(&session.client_id);
         self.record_session_end(&session.client_id, session.persisted);
         for filter in &session.subscriptions {
-            self.router.remove(filter, key);
+            self.remove_subscription(filter, key);
         }
         let dropped = session.outbound.queue_len() + session.outbound.inflight_len();
         if dropped > 0 {

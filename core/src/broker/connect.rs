@@ -271,8 +271,6 @@ impl Broker {
                 .flatten(),
             retain_available: (!c.retain_available).then_some(false),
             topic_alias_maximum: (c.max_topic_alias > 0).then_some(c.max_topic_alias),
-            // Shared subscriptions are not offered yet.
-            shared_subscription_available: Some(false),
             ..ConnAckProperties::default()
         }
     }

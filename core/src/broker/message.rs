@@ -80,6 +80,9 @@ pub(crate) struct Delivery {
     /// A retained message sent because a subscription was made: not counted against the
     /// session's queue limits (see `Config::max_retained_messages`).
     pub on_subscribe: bool,
+    /// The shared subscription (`$share/...` filter) it was chosen for, if any: another member
+    /// of the group may take it over while it is unacknowledged.
+    pub shared: Option<ByteString>,
 }
 
 impl Delivery {

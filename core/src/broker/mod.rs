@@ -23,6 +23,7 @@ mod recover;
 pub mod retained;
 pub mod router;
 mod session;
+mod shared;
 mod stats;
 mod subscribe;
 mod sys;
@@ -47,6 +48,7 @@ use rand_chacha::rand_core::SeedableRng;
 use retained::RetainedStore;
 use router::Router;
 use session::{Session, SessionKey};
+use shared::SharedSubscriptions;
 use slab::Slab;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -132,6 +134,8 @@ pub struct Broker {
     /// Sessions by client id.
     session_index: BTreeMap<ByteString, SessionKey>,
     router: Router<SessionKey, SubEntry>,
+    /// Shared subscriptions, by group.
+    shared: SharedSubscriptions,
     retained: RetainedStore<Arc<Message>>,
     timers: Timers,
     outbox: Outbox,
@@ -162,6 +166,7 @@ impl Broker {
             sessions: Slab::new(),
             session_index: BTreeMap::new(),
             router: Router::new(),
+            shared: SharedSubscriptions::default(),
             retained: RetainedStore::new(),
             timers: Timers::default(),
             outbox: Outbox::default(),

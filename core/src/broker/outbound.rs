@@ -6,7 +6,7 @@
 //! [MQTT-4.4.0-1] (3.1.1 and 5.0).
 
 use super::message::{Delivery, Message};
-use crate::codec::{PacketId, QoS};
+use crate::codec::{ByteString, PacketId, QoS};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -330,6 +330,62 @@ impl Outbound {
             self.queued_bytes -= d.queued_bytes();
         }
         Some(d)
+    }
+
+    /// The shared subscriptions that deliveries waiting here were chosen for.
+    pub(crate) fn shared_filters(&self) -> std::collections::BTreeSet<ByteString> {
+        let inflight = self.inflight.values().filter_map(|e| match &e.stage {
+            Stage::Qos1Sent(d) => d.shared.clone(),
+            _ => None,
+        });
+        self.queue
+            .iter()
+            .filter_map(|d| d.shared.clone())
+            .chain(inflight)
+            .collect()
+    }
+
+    /// Takes out the deliveries chosen for a shared subscription that `take` accepts and that
+    /// no client has acknowledged receiving: QoS 1 messages in flight (with their packet ids),
+    /// in the order first sent, then queued ones. QoS 2 messages in flight stay: that flow
+    /// completes with the client it started with [MQTT-4.8.2-4] (5.0).
+    pub(crate) fn take_shared(
+        &mut self,
+        mut take: impl FnMut(&ByteString) -> bool,
+    ) -> Vec<(Option<PacketId>, Delivery)> {
+        let mut out = Vec::new();
+        let inflight: Vec<PacketId> = self
+            .inflight_in_order()
+            .into_iter()
+            .filter(|(_, stage)| {
+                matches!(stage, Stage::Qos1Sent(d) if d.shared.as_ref().is_some_and(&mut take))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in inflight {
+            if let Some(Inflight {
+                stage: Stage::Qos1Sent(d),
+                ..
+            }) = self.inflight.remove(&id)
+            {
+                self.forget_resend(id, &Stage::Qos1Sent(d.clone()));
+                out.push((Some(id), d));
+            }
+        }
+        if self.queue.iter().any(|d| d.shared.is_some()) {
+            let mut kept = VecDeque::with_capacity(self.queue.len());
+            while let Some(d) = self.dequeue() {
+                if d.shared.as_ref().is_some_and(&mut take) {
+                    out.push((None, d));
+                } else {
+                    kept.push_back(d);
+                }
+            }
+            for d in kept {
+                self.restore_queued(d);
+            }
+        }
+        out
     }
 
     /// Takes every queued delivery whose message has expired off the queue and returns them.

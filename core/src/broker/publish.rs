@@ -5,6 +5,7 @@ use super::connection::ConnState;
 use super::message::{Delivery, Message};
 use super::outbound::{QueueFull, Resend};
 use super::session::SessionKey;
+use super::shared::GroupKey;
 use super::subscribe::SubEntry;
 use super::topic_alias::AliasUse;
 use super::{Broker, ConnId};
@@ -279,11 +280,79 @@ impl Broker {
                     id: 0,
                     recorded: false,
                     on_subscribe: false,
+                    shared: None,
                     msg: Arc::clone(&msg),
                 },
             );
         }
+        for group in self.shared.matching(&msg.topic) {
+            if self.deliver_shared(group, &msg, None) {
+                delivered += 1;
+            }
+        }
         delivered
+    }
+
+    /// Delivers a message to one member of a shared subscription group, other than `not`.
+    /// Returns whether a member took it.
+    pub(super) fn deliver_shared(
+        &mut self,
+        group: GroupKey,
+        msg: &Arc<Message>,
+        not: Option<SessionKey>,
+    ) -> bool {
+        let Some((member, entry)) = self.choose_member(group, msg, not) else {
+            return false;
+        };
+        self.shared.set_last(group, member);
+        let d = Delivery {
+            qos: entry.qos.min(msg.qos),
+            retain: msg.retain && entry.retain_as_published,
+            subscription_ids: entry.subscription_id.into_iter().collect(),
+            id: 0,
+            recorded: false,
+            on_subscribe: false,
+            shared: Some(self.shared.group(group).full.clone()),
+            msg: Arc::clone(msg),
+        };
+        self.deliver(member, d);
+        true
+    }
+
+    /// The member of a group a message goes to, taking turns: the first, after the one chosen
+    /// last, whose client is connected and can take it now (room in its window, or for QoS 0
+    /// room in its output); failing that the first connected one; failing that, so that a
+    /// message is not lost while every member is away, the first with a session. A member not
+    /// allowed to receive the topic is never chosen, nor is `not`.
+    fn choose_member(
+        &self,
+        group: GroupKey,
+        msg: &Message,
+        not: Option<SessionKey>,
+    ) -> Option<(SessionKey, SubEntry)> {
+        let mut connected = None;
+        let mut away = None;
+        for (key, entry) in self.shared.group(group).in_turn() {
+            if Some(key) == not || !self.allowed(key, Access::Receive, &msg.topic) {
+                continue;
+            }
+            let session = &self.sessions[key];
+            if session.conn.is_none() {
+                away = away.or(Some((key, *entry)));
+                continue;
+            }
+            let ready = match entry.qos.min(msg.qos) {
+                QoS::AtMostOnce => !self.output_backed_up(key),
+                _ => {
+                    session.outbound.queue_is_empty() && session.outbound.has_room(self.window(key))
+                }
+            };
+            if ready {
+                return Some((key, *entry));
+            }
+            connected = connected.or(Some((key, *entry)));
+        }
+        connected.or(away)
     }
 
     /// Hands a delivery to a session: sent now if its client is connected and nothing must go

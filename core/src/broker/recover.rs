@@ -63,7 +63,7 @@ impl Broker {
                     retain_as_published: o.retain_as_published,
                     subscription_id: o.subscription_id,
                 };
-                b.router.insert(filter, key, entry);
+                b.restore_subscription(filter, key, entry);
             }
             for (delivery_id, d) in &s.deliveries {
                 let Some(msg) = messages.get(&d.message_id) else {
@@ -81,6 +81,9 @@ impl Broker {
                     // count against `max_retained_messages` as before the restart, not against
                     // the queue limits, or each restart could add that many to the queue.
                     on_subscribe: d.retain && d.packet_id.is_none(),
+                    // Which shared subscription chose it is not stored: after a restart it
+                    // stays with the member it went to.
+                    shared: None,
                 };
                 #[cfg(feature = "sim-bugs")]
                 let d = &crate::persist::DeliveryState {

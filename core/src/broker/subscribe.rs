@@ -6,8 +6,8 @@ use super::{Broker, ConnId};
 use crate::auth::Access;
 use crate::codec::topic;
 use crate::codec::{
-    AckProperties, Packet, QoS, RetainHandling, SubAck, SubAckReason, Subscribe, UnsubAck,
-    UnsubAckReason, Unsubscribe,
+    AckProperties, ByteString, Packet, QoS, RetainHandling, SubAck, SubAckReason, Subscribe,
+    UnsubAck, UnsubAckReason, Unsubscribe,
 };
 use std::sync::Arc;
 
@@ -32,12 +32,19 @@ impl Broker {
         let mut retained = Vec::new();
         let mut expired = Vec::new();
         for sub in s.subscriptions {
-            if topic::is_shared(&sub.filter) {
-                // Shared subscriptions are not offered yet (announced in CONNACK).
-                reasons.push(SubAckReason::SharedSubscriptionsNotSupported);
-                continue;
-            }
-            if !self.allowed(key, Access::Subscribe, &sub.filter) {
+            // A shared subscription's access is decided on the filter after its Share Name.
+            let shared = if topic::is_shared(&sub.filter) {
+                match topic::parse_shared(&sub.filter) {
+                    Some((_, inner)) => Some(inner),
+                    None => {
+                        reasons.push(SubAckReason::TopicFilterInvalid);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            if !self.allowed(key, Access::Subscribe, shared.unwrap_or(&sub.filter)) {
                 tracing::debug!(client_id = %self.sessions[key].client_id, filter = %sub.filter, "subscription not authorized");
                 reasons.push(SubAckReason::NotAuthorized);
                 continue;
@@ -57,10 +64,15 @@ impl Broker {
                 subscription_id,
             };
             // An identical filter replaces the subscription [MQTT-3.8.4-3].
-            self.router.insert(&sub.filter, key, entry);
             session.subscriptions.insert(sub.filter.clone());
             self.record_subscribe(key, &sub.filter, &entry);
             reasons.push(SubAckReason::granted(granted));
+            if let Some(inner) = shared {
+                self.shared.insert(&sub.filter, inner, key, entry);
+                // No retained messages for a shared subscription (5.0, 4.8.2).
+                continue;
+            }
+            self.router.insert(&sub.filter, key, entry);
 
             // Retained messages for the new subscription [MQTT-3.3.1-6] (3.1.1); in MQTT 5 as
             // Retain Handling says [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
@@ -91,6 +103,7 @@ impl Broker {
                         id: 0,
                         recorded: false,
                         on_subscribe: true,
+                        shared: None,
                         msg: Arc::clone(msg),
                     });
                 });
@@ -118,6 +131,33 @@ impl Broker {
         }
     }
 
+    /// Takes a session's subscription out of the router or its shared subscription group.
+    pub(super) fn remove_subscription(&mut self, filter: &str, key: SessionKey) {
+        match topic::parse_shared(filter) {
+            Some((_, inner)) => {
+                self.shared.remove(filter, inner, key);
+            }
+            None => {
+                self.router.remove(filter, key);
+            }
+        }
+    }
+
+    /// Adds a subscription of a recovered session to the router or its group.
+    pub(super) fn restore_subscription(
+        &mut self,
+        filter: &ByteString,
+        key: SessionKey,
+        entry: SubEntry,
+    ) {
+        match topic::parse_shared(filter) {
+            Some((_, inner)) => self.shared.insert(filter, inner, key, entry),
+            None => {
+                self.router.insert(filter, key, entry);
+            }
+        }
+    }
+
     /// Filters are compared character by character [MQTT-3.10.4-1]; messages already in flight
     /// complete [MQTT-3.10.4-3]; UNSUBACK is sent even if nothing was removed
     /// [MQTT-3.10.4-4] [MQTT-3.10.4-5].
@@ -125,7 +165,7 @@ impl Broker {
         let mut reasons = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
             if self.sessions[key].subscriptions.remove(filter) {
-                self.router.remove(filter, key);
+                self.remove_subscription(filter, key);
                 self.record_unsubscribe(key, filter);
                 reasons.push(UnsubAckReason::Success);
             } else {

@@ -218,9 +218,8 @@ impl Broker {
             s.sessions_expired,
             stored,
             stored_bytes,
-            self.router.len() as u64,
-            // Shared subscriptions are not offered.
-            0,
+            (self.router.len() + self.shared.len()) as u64,
+            self.shared.len() as u64,
             s.retained_messages,
             s.messages_received,
             s.messages_sent,

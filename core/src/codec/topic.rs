@@ -43,6 +43,19 @@ pub fn is_shared(filter: &str) -> bool {
     filter.starts_with(SHARE_PREFIX)
 }
 
+/// The Share Name and the topic filter of a shared subscription's filter
+/// (`$share/{ShareName}/{filter}`), or `None` when `filter` is not a valid one: the Share Name
+/// is at least one character without '/', '+' or '#', and a valid filter follows it
+/// [MQTT-4.8.2-1] [MQTT-4.8.2-2] (5.0).
+pub fn parse_shared(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix(SHARE_PREFIX)?;
+    let (name, inner) = rest.split_once('/')?;
+    if name.is_empty() || name.contains([MULTI_LEVEL, SINGLE_LEVEL]) || !is_valid_filter(inner) {
+        return None;
+    }
+    Some((name, inner))
+}
+
 /// True when the topic name `topic` matches the topic filter `filter` (4.7): level by level,
 /// '+' standing for exactly one level and '#' for the parent level and everything below it.
 /// Filters starting with a wildcard do not match topics starting with '$' [MQTT-4.7.2-1], and
@@ -68,6 +81,27 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [MQTT-4.8.2-1] [MQTT-4.8.2-2] (5.0)
+    #[test]
+    fn shared_subscription_filters() {
+        assert_eq!(parse_shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(parse_shared("$share/g/#"), Some(("g", "#")));
+        assert_eq!(parse_shared("$share/g//"), Some(("g", "/")));
+        for bad in [
+            "$share/g",
+            "$share//a",
+            "$share/g/",
+            "$share/+/a",
+            "$share/#/a",
+            "$share/g+/a",
+            "$share/g/a#",
+            "$shared/g/a",
+            "a/b",
+        ] {
+            assert_eq!(parse_shared(bad), None, "{bad}");
+        }
+    }
 
     /// [MQTT-4.7.1-2] (3.1.1), [MQTT-4.7.1-1] (5.0).
     #[test]
