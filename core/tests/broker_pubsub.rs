@@ -308,7 +308,7 @@ fn mqtt_3_8_4_1_to_5_suback_one_code_per_filter_in_order() {
         // A shared subscription without a Share Name [MQTT-4.8.2-1] (5.0).
         let failed = refused(version, SubAckReason::TopicFilterInvalid);
         assert_eq!(
-            w.recv(sub),
+            without_reason_strings(w.recv(sub)),
             [suback(
                 42,
                 &[
@@ -551,7 +551,7 @@ fn max_subscriptions_per_session_refuses_new_filters() {
         );
         let quota = refused(version, SubAckReason::QuotaExceeded);
         assert_eq!(
-            w.recv(sub),
+            without_reason_strings(w.recv(sub)),
             [suback(
                 1,
                 &[SubAckReason::GrantedQoS0, SubAckReason::GrantedQoS0, quota]
@@ -1592,7 +1592,7 @@ fn retain_unavailable_publish_with_retain_disconnects_0x9a() {
     assert_eq!(ack.properties.retain_available, Some(false));
     w.send(v5, &publish_retained("t", b"x", Q0, 0));
     assert_eq!(
-        w.recv(v5),
+        without_reason_strings(w.recv(v5)),
         [Packet::Disconnect(Disconnect::new(
             DisconnectReason::RetainNotSupported
         ))]
@@ -1993,7 +1993,10 @@ fn clients_cannot_publish_to_sys() {
     w.subscribe(sub, "$SYS/#", Q1);
     let publ = w.client(V5, "pub");
     w.send(publ, &publish("$SYS/broker/uptime", b"forged", Q1, 1));
-    assert_eq!(w.recv(publ), [puback_with(1, PubAckReason::NotAuthorized)]);
+    assert_eq!(
+        without_reason_strings(w.recv(publ)),
+        [puback_with(1, PubAckReason::NotAuthorized)]
+    );
     w.send(
         publ,
         &publish("$SYS/broker/connection/bridge-1/state", b"1", Q1, 2),
@@ -2016,7 +2019,7 @@ fn message_size_limit_drops_larger_payloads() {
     let p5 = w.client(V5, "p5");
     w.send(p5, &publish("t", b"12345", Q1, 1));
     assert_eq!(
-        w.recv(p5),
+        without_reason_strings(w.recv(p5)),
         [puback_with(1, PubAckReason::ImplementationSpecificError)]
     );
     let p3 = w.client(V3_1_1, "p3");

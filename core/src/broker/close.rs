@@ -4,6 +4,7 @@
 use super::connect::{CONNECTIONS, peer_text};
 use super::connection::{ConnState, Connection, Will};
 use super::message::expiry_deadline;
+use super::problem;
 use super::session::{Expiry, SessionKey};
 use super::timers::Timer;
 use super::{Broker, ConnId};
@@ -78,7 +79,10 @@ impl Broker {
             && client.version.is_v5()
         {
             let version = client.version;
-            let packet = Packet::Disconnect(Disconnect::new(reason));
+            let mut disconnect = Disconnect::new(reason);
+            disconnect.properties.reason_string = problem::disconnect(reason);
+            let mut packet = Packet::Disconnect(disconnect);
+            problem::fit(&mut packet, version, client.max_packet_size);
             if let Err(e) = self
                 .outbox
                 .write(id, &mut conn, version, &packet, &mut self.stats)

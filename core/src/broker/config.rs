@@ -43,6 +43,9 @@ pub struct Config {
     /// Topic aliases the broker uses towards an MQTT 5 client that accepts them, at most
     /// (Mosquitto's max_topic_alias_broker); 0 uses none.
     pub max_topic_alias_broker: u16,
+    /// What an MQTT 5 client that asks for Response Information is given: this prefix followed
+    /// by its client id, as a topic it may build response topics on. `None` gives nothing.
+    pub response_topic_prefix: Option<String>,
     /// Time a new connection has to send CONNECT before it is closed, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Inbound QoS 2 messages a client may have awaiting PUBREL; announced to MQTT 5 clients as
@@ -94,6 +97,7 @@ impl Default for Config {
             auto_id_prefix: "auto-".to_owned(),
             max_topic_alias: 10,
             max_topic_alias_broker: 10,
+            response_topic_prefix: Some("response/".to_owned()),
             connect_timeout_ms: 10_000,
             receive_maximum: u16::MAX,
             max_subscriptions_per_session: 100_000,

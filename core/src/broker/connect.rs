@@ -3,6 +3,7 @@
 use super::close::WillAction;
 use super::connection::{Client, ConnState, Will};
 use super::message::Message;
+use super::problem;
 use super::session::{Expiry, Session, SessionKey};
 use super::timers::Timer;
 use super::topic_alias::{InboundAliases, OutboundAliases};
@@ -10,7 +11,7 @@ use super::{Broker, ConnId, keep_alive_deadline};
 use crate::auth::{Access, ClientRef, ConnectDecision, ConnectRequest};
 use crate::codec::{
     ByteString, ConnAck, ConnAckProperties, Connect, ConnectReason, MAX_PACKET_SIZE, Packet,
-    ProtocolVersion, PublishProperties,
+    PayloadFormat, ProtocolVersion, PublishProperties,
 };
 use rand_chacha::rand_core::Rng;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -68,6 +69,13 @@ impl Broker {
         // A retained will needs retained messages [MQTT-3.2.2-13] (5.0).
         if c.will.as_ref().is_some_and(|w| w.retain) && !self.config.retain_available {
             return self.refuse(id, version, ConnectReason::RetainNotSupported);
+        }
+        // A will payload that says it is UTF-8 must be (5.0, 3.1.3.2.3).
+        if c.will.as_ref().is_some_and(|w| {
+            w.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+                && std::str::from_utf8(&w.payload).is_err()
+        }) {
+            return self.refuse(id, version, ConnectReason::PayloadFormatInvalid);
         }
 
         // Authentication comes before anything that affects other connections, so a client that
@@ -204,6 +212,7 @@ impl Broker {
                 .maximum_packet_size
                 .map_or(MAX_PACKET_SIZE, NonZeroU32::get),
             connect_session_expiry: c.properties.session_expiry_interval.unwrap_or(0),
+            problem_info: c.properties.request_problem_information != Some(false),
             inbound_aliases: InboundAliases::new(if version.is_v5() {
                 self.config.max_topic_alias
             } else {
@@ -244,7 +253,18 @@ impl Broker {
             // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
             session_present,
             reason: ConnectReason::Success,
-            properties: self.connack_properties(assigned, server_keep_alive),
+            properties: ConnAckProperties {
+                // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
+                // request/response exchanges may use.
+                response_information: c
+                    .properties
+                    .request_response_information
+                    .unwrap_or(false)
+                    .then_some(self.config.response_topic_prefix.as_ref())
+                    .flatten()
+                    .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
+                ..self.connack_properties(assigned, server_keep_alive)
+            },
         });
         self.reply(id, &connack);
         if session_present {
@@ -283,7 +303,10 @@ impl Broker {
             let connack = Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason,
-                properties: ConnAckProperties::default(),
+                properties: ConnAckProperties {
+                    reason_string: problem::connect(reason),
+                    ..ConnAckProperties::default()
+                },
             });
             if let Err(e) = self
                 .outbox

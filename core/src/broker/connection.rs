@@ -34,6 +34,9 @@ pub(crate) struct Client {
     pub max_packet_size: u32,
     /// The Session Expiry Interval of CONNECT, which limits what DISCONNECT may change.
     pub connect_session_expiry: u32,
+    /// Whether acknowledgements may carry Reason Strings: the client did not set Request
+    /// Problem Information to 0 [MQTT-3.1.2-29] (5.0).
+    pub problem_info: bool,
     /// Topic aliases the client set for its PUBLISH packets.
     pub inbound_aliases: InboundAliases,
     /// Topic aliases the broker set for PUBLISH packets to the client.

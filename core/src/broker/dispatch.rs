@@ -101,8 +101,16 @@ impl Broker {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let Some(version) = conn.client().map(|c| c.version) else {
+        let Some((version, max)) = conn.client().map(|c| (c.version, c.max_packet_size)) else {
             return;
+        };
+        let mut fitted;
+        let packet = if max < crate::codec::MAX_PACKET_SIZE {
+            fitted = packet.clone();
+            super::problem::fit(&mut fitted, version, max);
+            &fitted
+        } else {
+            packet
         };
         if let Err(e) = self
             .outbox

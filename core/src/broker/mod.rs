@@ -18,6 +18,7 @@ mod durable;
 mod message;
 mod outbound;
 mod outbox;
+mod problem;
 mod publish;
 mod recover;
 pub mod retained;

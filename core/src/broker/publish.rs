@@ -4,6 +4,7 @@
 use super::connection::ConnState;
 use super::message::{Delivery, Message};
 use super::outbound::{QueueFull, Resend};
+use super::problem;
 use super::session::SessionKey;
 use super::shared::GroupKey;
 use super::subscribe::SubEntry;
@@ -11,8 +12,8 @@ use super::topic_alias::AliasUse;
 use super::{Broker, ConnId};
 use crate::auth::Access;
 use crate::codec::{
-    ByteString, DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PubAck, PubAckReason, PubComp,
-    PubRec, PubRel, PubRelReason, Publish, QoS, QosPid,
+    ByteString, DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PayloadFormat, PubAck,
+    PubAckReason, PubComp, PubRec, PubRel, PubRelReason, Publish, QoS, QosPid,
 };
 use std::sync::Arc;
 
@@ -52,6 +53,14 @@ impl Broker {
             self.stats.publish_denied += 1;
             tracing::debug!(conn = id.0, topic = %p.topic, "publish not authorized");
             return self.publish_refused(id, key, v5, p, PubAckReason::NotAuthorized);
+        }
+        // A payload that says it is UTF-8 must be (5.0, 3.3.2.3.2); checked only when it says so.
+        if p.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            self.stats.publish_invalid_payload += 1;
+            tracing::debug!(conn = id.0, topic = %p.topic, "publish with a payload that is not UTF-8 dropped");
+            return self.publish_refused(id, key, v5, p, PubAckReason::PayloadFormatInvalid);
         }
         let limit = self.config.message_size_limit;
         if limit != 0 && p.payload.len() > limit as usize {
@@ -109,12 +118,18 @@ impl Broker {
         p: Publish,
         reason: PubAckReason,
     ) {
+        let reason_string = if self.problem_info(id) {
+            problem::publish(reason)
+        } else {
+            None
+        };
         match p.qos_pid {
             QosPid::AtMostOnce => {}
             QosPid::AtLeastOnce(packet_id) => {
                 let mut ack = PubAck::success(packet_id);
                 if v5 {
                     ack.reason = reason;
+                    ack.properties.reason_string = reason_string;
                 }
                 self.reply(id, &Packet::PubAck(ack));
             }
@@ -123,6 +138,7 @@ impl Broker {
                 if v5 {
                     // A refusing PUBREC ends the exchange: no PUBREL follows (5.0, 4.3.3).
                     rec.reason = reason;
+                    rec.properties.reason_string = reason_string;
                 } else {
                     if self.sessions[key].inbound_qos2.insert(packet_id) {
                         self.record_inbound(key, packet_id, true);
@@ -131,6 +147,14 @@ impl Broker {
                 self.reply(id, &Packet::PubRec(rec));
             }
         }
+    }
+
+    /// Whether a connected client accepts Reason Strings on acknowledgements [MQTT-3.1.2-29].
+    pub(super) fn problem_info(&self, id: ConnId) -> bool {
+        self.conns
+            .get(&id)
+            .and_then(|c| c.client())
+            .is_some_and(|c| c.version.is_v5() && c.problem_info)
     }
 
     /// PUBREL from a client releases an inbound QoS 2 packet id: answered with PUBCOMP

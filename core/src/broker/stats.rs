@@ -18,6 +18,9 @@ pub struct Stats {
     pub publish_denied: u64,
     /// PUBLISH packets dropped because their payload exceeds `message_size_limit`.
     pub publish_too_large: u64,
+    /// PUBLISH packets dropped because their Payload Format Indicator says UTF-8 and the
+    /// payload is not.
+    pub publish_invalid_payload: u64,
     /// PUBLISH packets sent to clients, redeliveries included.
     pub publish_sent: u64,
     /// Messages not queued for a session because its queue was full.

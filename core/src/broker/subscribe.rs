@@ -1,6 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE, and the retained messages a new subscription receives.
 
 use super::message::Delivery;
+use super::problem;
 use super::session::SessionKey;
 use super::{Broker, ConnId};
 use crate::auth::Access;
@@ -113,10 +114,18 @@ impl Broker {
             self.remove_retained(&topic);
             self.stats.dropped_expired += 1;
         }
+        let reason_string = if self.problem_info(id) {
+            problem::subscribe(&reasons)
+        } else {
+            None
+        };
         let suback = Packet::SubAck(SubAck {
             // [MQTT-3.8.4-1] [MQTT-3.8.4-2]
             packet_id: s.packet_id,
-            properties: AckProperties::default(),
+            properties: AckProperties {
+                reason_string,
+                ..AckProperties::default()
+            },
             reasons,
         });
         self.reply(id, &suback);

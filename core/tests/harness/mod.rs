@@ -370,3 +370,22 @@ pub fn as_publish(packet: &Packet) -> &Publish {
         other => panic!("expected PUBLISH, got {other:?}"),
     }
 }
+
+/// The packets with their Reason Strings taken out, for comparing reason codes exactly where
+/// the words do not matter.
+pub fn without_reason_strings(packets: Vec<Packet>) -> Vec<Packet> {
+    packets
+        .into_iter()
+        .map(|mut p| {
+            match &mut p {
+                Packet::PubAck(a) | Packet::PubRec(a) => a.properties.reason_string = None,
+                Packet::SubAck(a) => a.properties.reason_string = None,
+                Packet::UnsubAck(a) => a.properties.reason_string = None,
+                Packet::Disconnect(d) => d.properties.reason_string = None,
+                Packet::ConnAck(c) => c.properties.reason_string = None,
+                _ => {}
+            }
+            p
+        })
+        .collect()
+}
