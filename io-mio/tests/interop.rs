@@ -155,6 +155,69 @@ fn mosquitto_clients_every_qos() {
     }
 }
 
+/// mosquitto_pub's topic alias (`-D publish topic-alias`) is accepted and resolved by the
+/// broker. (The broker's own aliases go only to clients that announce a Topic Alias Maximum;
+/// libmosquitto 2.0's client library cannot resolve them, so mosquitto_sub must not ask.)
+#[test]
+fn mosquitto_clients_topic_alias() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), PLAIN);
+    let port = daemon.addr().port();
+    let sub = mosquitto_sub(port, "mqttv5", "alias/#", 1, 2);
+    for message in ["1", "2"] {
+        mosquitto_pub(
+            port,
+            "mqttv5",
+            &[
+                "-t",
+                "alias/a",
+                "-q",
+                "1",
+                "-m",
+                message,
+                "-D",
+                "publish",
+                "topic-alias",
+                "1",
+            ],
+        );
+    }
+    assert_eq!(sub.messages(), ["MSG|alias/a|1|0|1", "MSG|alias/a|1|0|2"]);
+}
+
+/// Two mosquitto_sub clients in one shared subscription group, MQTT 5 and 3.1.1: each message
+/// goes to one of them, and they take turns.
+#[test]
+fn mosquitto_clients_shared_subscription() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), PLAIN);
+    let port = daemon.addr().port();
+    let a = mosquitto_sub(port, "mqttv5", "$share/g/shared/t", 1, 2);
+    let b = mosquitto_sub(port, "mqttv311", "$share/g/shared/t", 1, 2);
+    for n in 0..4 {
+        mosquitto_pub(
+            port,
+            "mqttv5",
+            &["-t", "shared/t", "-q", "1", "-m", &n.to_string()],
+        );
+    }
+    let mut got = a.messages();
+    got.extend(b.messages());
+    got.sort();
+    assert_eq!(
+        got,
+        (0..4)
+            .map(|n| format!("MSG|shared/t|1|0|{n}"))
+            .collect::<Vec<_>>()
+    );
+}
+
 /// A message mosquitto_pub retains (-r) is delivered, retained, to a later mosquitto_sub.
 #[test]
 fn mosquitto_clients_retained() {
