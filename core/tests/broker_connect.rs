@@ -364,10 +364,11 @@ fn second_connect_is_protocol_violation_mqtt_3_1_0_2() {
     assert_others_work(&mut w);
 }
 
-/// 5.0: enhanced authentication is not offered, so a CONNECT with an Authentication Method is
-/// refused with CONNACK 0x8C (Bad authentication method) and closed [MQTT-4.12.0-1] (5.0); it
-/// cannot be accepted, since a successful CONNACK would have to carry the same method
-/// [MQTT-4.12.0-5] (5.0). Its will is not published.
+/// 5.0: with no authenticator set, enhanced authentication is not offered, so a CONNECT with an
+/// Authentication Method is refused with CONNACK 0x8C (Bad authentication method) and closed
+/// [MQTT-4.12.0-1] (5.0); it cannot be accepted, since a successful CONNACK would have to carry
+/// the same method [MQTT-4.12.0-5] (5.0). Its will is not published. (The client asks for no
+/// problem information, so the CONNACK has no Reason String.)
 #[test]
 fn v5_authentication_method_refused_0x8c_mqtt_4_12_0_1() {
     let mut w = World::default();
@@ -378,6 +379,7 @@ fn v5_authentication_method_refused_0x8c_mqtt_4_12_0_1() {
     );
     c.properties.authentication_method = Some("SCRAM-SHA-1".into());
     c.properties.authentication_data = Some(bytes::Bytes::from_static(b"client-first"));
+    c.properties.request_problem_information = Some(false);
     let conn = expect_refused(&mut w, c, ConnectReason::BadAuthenticationMethod);
     assert_eq!(sent_bytes(&w, conn)[..4], [0x20, 0x03, 0x00, 0x8C]);
     w.recv_none(watcher);
