@@ -518,6 +518,25 @@ fn auth_beyond_the_clients_maximum_packet_size_mqtt_3_1_2_27_mqtt_3_2_2_19() {
     assert!(w.is_closed(conn));
 }
 
+/// A client that names no Authentication Method gets no AUTH and no method in its CONNACK
+/// [MQTT-4.12.0-6] (5.0), even with an authenticator set; the authorizer checks its password.
+#[test]
+fn no_method_no_auth_mqtt_4_12_0_6() {
+    let (mut w, seen) = world();
+    let mut c = connect(V5, "plain");
+    c.username = Some(ByteString::from("dave"));
+    c.password = Some(Bytes::from_static(b"pw"));
+    let (conn, ack) = w.connect(c);
+    assert_eq!(ack.properties.authentication_method, None);
+    assert_eq!(ack.properties.authentication_data, None);
+    assert_works(&mut w, conn);
+    assert!(seen.lock().unwrap().starts.is_empty());
+    assert_eq!(
+        seen.lock().unwrap().connects,
+        [(Some("dave".to_owned()), true, None)]
+    );
+}
+
 /// MQTT 3.1.1 knows no enhanced authentication: with an authenticator set, a 3.1.1 client
 /// connects with user name and password as before, and the authorizer checks the password.
 #[test]
