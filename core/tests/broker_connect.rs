@@ -364,10 +364,10 @@ fn second_connect_is_protocol_violation_mqtt_3_1_0_2() {
     assert_others_work(&mut w);
 }
 
-/// 5.0: enhanced authentication is not offered, so a CONNECT with an Authentication Method is
-/// refused with CONNACK 0x8C (Bad authentication method) and closed [MQTT-4.12.0-1] (5.0); it
-/// cannot be accepted, since a successful CONNACK would have to carry the same method
-/// [MQTT-4.12.0-5] (5.0). Its will is not published.
+/// 5.0: with no authenticator set, enhanced authentication is not offered, so a CONNECT with an
+/// Authentication Method is refused with CONNACK 0x8C (Bad authentication method) and closed
+/// [MQTT-4.12.0-1] (5.0); it cannot be accepted, since a successful CONNACK would have to carry
+/// the same method [MQTT-4.12.0-5] (5.0). Its will is not published.
 #[test]
 fn v5_authentication_method_refused_0x8c_mqtt_4_12_0_1() {
     let mut w = World::default();

@@ -1,11 +1,15 @@
 //! The daemon's authorizer: Mosquitto's `allow_anonymous`, `password_file`, `acl_file` and
-//! `use_identity_as_username`, globally or per listener (`per_listener_settings`). Files are
-//! read once at startup and again on SIGHUP; connected clients keep their connection.
+//! `use_identity_as_username`, globally or per listener (`per_listener_settings`), and its
+//! authenticator: SCRAM-SHA-256 (MQTT 5 enhanced authentication) on every listener with a
+//! password file, from the same file's `$scram-sha-256$` entries. Files are read once at startup
+//! and again on SIGHUP; connected clients keep their connection.
 
 use crate::acl::{self, AclFile};
 use crate::config::DaemonConfig;
-use crate::passwd::PasswordFile;
+use crate::passwd::{PasswordFile, ScramLookup};
+use midge_core::auth::scram::{ScramCredential, ScramCredentials, ScramSha256};
 use midge_core::auth::{Access, Authorizer, ClientRef, ConnectDecision, ConnectRequest};
+use midge_core::broker::ListenerId;
 use midge_core::codec::{ByteString, ConnectReason};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,7 +73,75 @@ impl FileAuthorizer {
                     .is_some_and(|t| t.use_identity_as_username),
             });
         }
+        for (path, file) in &passwords {
+            let mosquitto = file.mosquitto_entries();
+            if mosquitto > 0 {
+                tracing::info!(
+                    "{}: {mosquitto} of {} users have Mosquitto ($6$/$7$) hashes: they can log in \
+                     with a password but not with SCRAM-SHA-256 (`midge passwd -H scram-sha-256` \
+                     writes entries that can do both)",
+                    path.display(),
+                    file.len()
+                );
+            }
+        }
         Ok(FileAuthorizer { listeners })
+    }
+
+    /// The SCRAM-SHA-256 authenticator over the same password files, its nonces from a
+    /// generator seeded by the operating system.
+    pub fn authenticator(&self) -> Result<ScramSha256, String> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| format!("cannot read random seed: {e}"))?;
+        Ok(ScramSha256::new(Box::new(self.scram_credentials()), seed))
+    }
+
+    /// The password files as SCRAM credentials: offered on listeners with a password file,
+    /// except those where the certificate identity is the user name and no password counts.
+    pub fn scram_credentials(&self) -> FileScramCredentials {
+        FileScramCredentials {
+            listeners: self
+                .listeners
+                .iter()
+                .map(|r| {
+                    r.passwords
+                        .as_ref()
+                        .filter(|_| !r.identity_as_username)
+                        .map(Arc::clone)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// SCRAM-SHA-256 credentials from password files, by listener.
+#[derive(Debug, Clone)]
+pub struct FileScramCredentials {
+    listeners: Vec<Option<Arc<PasswordFile>>>,
+}
+
+impl ScramCredentials for FileScramCredentials {
+    fn offered(&self, listener: ListenerId) -> bool {
+        self.listeners
+            .get(listener.0 as usize)
+            .is_some_and(Option::is_some)
+    }
+
+    fn lookup(&self, listener: ListenerId, username: &str) -> Option<ScramCredential> {
+        let file = self.listeners.get(listener.0 as usize)?.as_ref()?;
+        match file.scram_lookup(username) {
+            ScramLookup::Credential(c) => Some(c.clone()),
+            ScramLookup::NotScram => {
+                tracing::warn!(
+                    user = username,
+                    "SCRAM-SHA-256 login refused: the user's password file entry is a Mosquitto \
+                     hash ($6$/$7$), which can only check passwords; rewrite it with \
+                     `midge passwd -H scram-sha-256`"
+                );
+                None
+            }
+            ScramLookup::Unknown => None,
+        }
     }
 }
 
@@ -86,6 +158,12 @@ impl Authorizer for FileAuthorizer {
                     username: Some(ByteString::from(identity)),
                 },
                 None => ConnectDecision::Refuse(ConnectReason::NotAuthorized),
+            };
+        }
+        // An authenticator (SCRAM, with this listener's password file) proved the user name.
+        if let (Some(_), Some(user)) = (r.authentication_method, r.username) {
+            return ConnectDecision::Accept {
+                username: Some(ByteString::from(user)),
             };
         }
         match (r.username, &rules.passwords) {

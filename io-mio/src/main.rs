@@ -191,6 +191,7 @@ fn run(options: Options) -> Result<(), String> {
     } else {
         (Broker::new(broker_config), None)
     };
+    broker.set_authenticator(Box::new(authorizer.authenticator()?));
     broker.set_authorizer(Box::new(authorizer));
     let mut server =
         Server::bind(specs, broker, IoLimits::default(), clock).map_err(|e| e.to_string())?;
@@ -203,7 +204,11 @@ fn run(options: Options) -> Result<(), String> {
         })?;
     }
     daemon::write_pid_file(&config)?;
-    let mut reload = || access::FileAuthorizer::load(&config).map(|a| Box::new(a) as _);
+    let mut reload = || {
+        let authorizer = access::FileAuthorizer::load(&config)?;
+        let authenticator = authorizer.authenticator()?;
+        Ok((Box::new(authorizer) as _, Box::new(authenticator) as _))
+    };
     let result = server.run(&mut reload).map_err(|e| e.to_string());
     if let Some(path) = &config.pid_file {
         let _ = std::fs::remove_file(path);

@@ -14,6 +14,17 @@
 //! decodes to exactly 12 bytes and the hash to exactly 64 (`unpwd__decode_passwords` in
 //! `src/security_default.c`); midge checks the same.
 //!
+//! midge adds a third kind of entry, for MQTT 5 enhanced authentication with SCRAM-SHA-256
+//! (`midge passwd -H scram-sha-256`):
+//!
+//! - `$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY`: the verifier RFC 5802 has a server
+//!   keep (standard base64; StoredKey and ServerKey are 32 bytes each), never the password. Such
+//!   an entry also checks a plain CONNECT password, by deriving StoredKey from it with the stored
+//!   salt and iterations, so one file serves both kinds of client. Mosquitto does not know it.
+//!
+//! A `$6$`/`$7$` entry cannot do SCRAM (its hash is not SCRAM's verifier): that user can log in
+//! with a password only, until the entry is rewritten with `-H scram-sha-256`.
+//!
 //! Where Mosquitto's broker logs a bad entry and carries on without it, or silently skips a line
 //! without a `:`, midge refuses the whole file with the file name and line number: an entry
 //! that quietly disappears locks a user out (or, for a plain-text password, leaves it
@@ -21,6 +32,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
+use midge_core::auth::scram::{self, ScramCredential};
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use std::fmt;
@@ -37,6 +49,8 @@ pub const SALT_LEN: usize = 12;
 pub const HASH_LEN: usize = 64;
 /// Longest username and password mosquitto_passwd accepts, in bytes (MQTT's string limit).
 const MAX_FIELD_LEN: usize = 65535;
+/// Longest salt accepted in a SCRAM entry, in bytes (midge writes 16).
+const MAX_SCRAM_SALT_LEN: usize = 1024;
 
 /// Which of Mosquitto's constructions a hash uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,8 @@ pub enum HashScheme {
     Sha512,
     /// `$7$`: PBKDF2-HMAC-SHA512 with this many iterations.
     Pbkdf2Sha512 { iterations: u32 },
+    /// `$scram-sha-256$`: a SCRAM-SHA-256 verifier with this many iterations (midge only).
+    ScramSha256 { iterations: u32 },
 }
 
 impl Default for HashScheme {
@@ -60,8 +76,19 @@ impl Default for HashScheme {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash {
     scheme: HashScheme,
-    salt: [u8; SALT_LEN],
-    hash: [u8; HASH_LEN],
+    stored: Stored,
+}
+
+/// What an entry stores, by kind.
+#[derive(Clone, PartialEq, Eq)]
+enum Stored {
+    /// Mosquitto's `$6$` and `$7$`.
+    Mosquitto {
+        salt: [u8; SALT_LEN],
+        hash: [u8; HASH_LEN],
+    },
+    /// `$scram-sha-256$`.
+    Scram(ScramCredential),
 }
 
 impl fmt::Debug for PasswordHash {
@@ -74,20 +101,40 @@ impl fmt::Debug for PasswordHash {
 }
 
 impl PasswordHash {
-    /// Hashes `password` with a fresh random salt.
+    /// Hashes `password` with a fresh random salt (12 bytes as Mosquitto's, 16 for SCRAM).
     ///
     /// # Panics
     /// When the operating system cannot supply random bytes, which leaves no safe way to salt.
     pub fn new(password: &[u8], scheme: HashScheme) -> PasswordHash {
-        let mut salt = [0u8; SALT_LEN];
+        let mut salt = [0u8; scram::SALT_LEN];
         getrandom::fill(&mut salt).expect("the operating system's random number generator failed");
-        PasswordHash::with_salt(password, scheme, salt)
+        PasswordHash::with_salt_bytes(password, scheme, &salt)
     }
 
     /// Hashes `password` with a given salt: for tests and known-answer vectors.
     pub fn with_salt(password: &[u8], scheme: HashScheme, salt: [u8; SALT_LEN]) -> PasswordHash {
-        let hash = digest(scheme, password, &salt);
-        PasswordHash { scheme, salt, hash }
+        PasswordHash::with_salt_bytes(password, scheme, &salt)
+    }
+
+    /// Hashes with the first 12 bytes of `salt` for Mosquitto's schemes, and all of it (at least
+    /// one byte) for SCRAM.
+    fn with_salt_bytes(password: &[u8], scheme: HashScheme, salt: &[u8]) -> PasswordHash {
+        let stored = match scheme {
+            HashScheme::ScramSha256 { iterations } => Stored::Scram(
+                // A zero iteration count is refused when parsing arguments and files.
+                ScramCredential::new(password, salt, iterations.max(1))
+                    .expect("a non-empty salt and at least one iteration"),
+            ),
+            _ => {
+                let mut fixed = [0u8; SALT_LEN];
+                fixed.copy_from_slice(&salt[..SALT_LEN]);
+                Stored::Mosquitto {
+                    salt: fixed,
+                    hash: digest(scheme, password, &fixed),
+                }
+            }
+        };
+        PasswordHash { scheme, stored }
     }
 
     /// Parses the part of a password file line after the `:`.
@@ -99,14 +146,27 @@ impl PasswordHash {
                 (HashScheme::Pbkdf2Sha512 { iterations }, *salt, *hash)
             }
             ["", "6", salt, hash] => (HashScheme::Sha512, *salt, *hash),
-            ["", "6" | "7", ..] => return Err(HashError::Malformed),
+            ["", SCRAM_TAG, iterations, salt, stored_key, server_key] => {
+                return parse_scram(iterations, salt, stored_key, server_key);
+            }
+            ["", "6" | "7" | SCRAM_TAG, ..] => return Err(HashError::Malformed),
             _ => return Err(HashError::UnknownType),
         };
         Ok(PasswordHash {
             scheme,
-            salt: decode_fixed(salt).ok_or(HashError::BadSalt)?,
-            hash: decode_fixed(hash).ok_or(HashError::BadHash)?,
+            stored: Stored::Mosquitto {
+                salt: decode_fixed(salt).ok_or(HashError::BadSalt)?,
+                hash: decode_fixed(hash).ok_or(HashError::BadHash)?,
+            },
         })
+    }
+
+    /// The SCRAM-SHA-256 verifier, for an entry that has one.
+    pub fn scram(&self) -> Option<&ScramCredential> {
+        match &self.stored {
+            Stored::Scram(c) => Some(c),
+            Stored::Mosquitto { .. } => None,
+        }
     }
 
     /// The construction this hash uses.
@@ -120,19 +180,64 @@ impl PasswordHash {
     /// Mosquitto hashes passwords as C strings (`strlen` in `pw__hash`), so a client that sends
     /// a NUL-terminated password, or anything after a NUL, is treated exactly as Mosquitto treats
     /// it.
+    ///
+    /// A SCRAM entry checks the password whole: SCRAM clients hash all of its bytes.
     pub fn verify(&self, password: &[u8]) -> bool {
-        let candidate = digest(self.scheme, password, &self.salt);
-        candidate.ct_eq(&self.hash).into()
+        match &self.stored {
+            Stored::Mosquitto { salt, hash } => {
+                let candidate = digest(self.scheme, password, salt);
+                candidate.ct_eq(hash).into()
+            }
+            Stored::Scram(credential) => credential.verify_password(password),
+        }
     }
 }
 
+/// The scheme field of SCRAM entries.
+const SCRAM_TAG: &str = "scram-sha-256";
+
+fn parse_scram(
+    iterations: &str,
+    salt: &str,
+    stored_key: &str,
+    server_key: &str,
+) -> Result<PasswordHash, HashError> {
+    let iterations = parse_iterations(iterations)?;
+    let salt = STANDARD_PAD_INDIFFERENT
+        .decode(salt)
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SCRAM_SALT_LEN)
+        .ok_or(HashError::BadScramSalt)?;
+    let stored_key = decode_fixed(stored_key).ok_or(HashError::BadScramKey)?;
+    let server_key = decode_fixed(server_key).ok_or(HashError::BadScramKey)?;
+    let credential = ScramCredential::from_parts(&salt, iterations, stored_key, server_key)
+        .map_err(|_| HashError::BadScramSalt)?;
+    Ok(PasswordHash {
+        scheme: HashScheme::ScramSha256 { iterations },
+        stored: Stored::Scram(credential),
+    })
+}
+
 impl fmt::Display for PasswordHash {
-    /// The exact text mosquitto_passwd writes: `$7$101$salt$hash` or `$6$salt$hash`.
+    /// The exact text mosquitto_passwd writes: `$7$101$salt$hash` or `$6$salt$hash`; and
+    /// `$scram-sha-256$4096$salt$storedkey$serverkey` for SCRAM entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (salt, hash) = (STANDARD.encode(self.salt), STANDARD.encode(self.hash));
+        let (salt, hash) = match &self.stored {
+            Stored::Mosquitto { salt, hash } => (STANDARD.encode(salt), STANDARD.encode(hash)),
+            Stored::Scram(c) => {
+                return write!(
+                    f,
+                    "${SCRAM_TAG}${}${}${}${}",
+                    c.iterations(),
+                    STANDARD.encode(c.salt()),
+                    STANDARD.encode(c.stored_key()),
+                    STANDARD.encode(c.server_key())
+                );
+            }
+        };
         match self.scheme {
             HashScheme::Pbkdf2Sha512 { iterations } => write!(f, "$7${iterations}${salt}${hash}"),
-            HashScheme::Sha512 => write!(f, "$6${salt}${hash}"),
+            HashScheme::Sha512 | HashScheme::ScramSha256 { .. } => write!(f, "$6${salt}${hash}"),
         }
     }
 }
@@ -152,6 +257,8 @@ fn digest(scheme: HashScheme, password: &[u8], salt: &[u8; SALT_LEN]) -> [u8; HA
         HashScheme::Pbkdf2Sha512 { iterations } => {
             pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
         }
+        // SCRAM entries are never digested this way; see `Stored::Scram`.
+        HashScheme::ScramSha256 { .. } => {}
     }
     out
 }
@@ -192,18 +299,24 @@ pub enum HashError {
     BadSalt,
     /// The hash is not base64 for exactly 64 bytes.
     BadHash,
+    /// The salt of a SCRAM entry is not base64 for 1 to 1024 bytes.
+    BadScramSalt,
+    /// A StoredKey or ServerKey is not base64 for exactly 32 bytes.
+    BadScramKey,
 }
 
 impl fmt::Display for HashError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HashError::UnknownType => {
-                "not a $6$ or $7$ password hash (a plain-text password? `midge passwd -U FILE` hashes them)"
+                "not a $6$, $7$ or $scram-sha-256$ password hash (a plain-text password? `midge passwd -U FILE` hashes them)"
             }
             HashError::Malformed => "malformed password hash: wrong number of '$' fields",
-            HashError::BadIterations => "bad iteration count in $7$ password hash",
+            HashError::BadIterations => "bad iteration count in password hash",
             HashError::BadSalt => "salt is not base64 for 12 bytes",
             HashError::BadHash => "hash is not base64 for 64 bytes",
+            HashError::BadScramSalt => "SCRAM salt is not base64 for 1 to 1024 bytes",
+            HashError::BadScramKey => "SCRAM key is not base64 for 32 bytes",
         })
     }
 }
@@ -388,6 +501,25 @@ impl PasswordFile {
         }
     }
 
+    /// What `username` has for SCRAM-SHA-256.
+    pub fn scram_lookup(&self, username: &str) -> ScramLookup<'_> {
+        match self.hash_of(username) {
+            Some(hash) => match hash.scram() {
+                Some(credential) => ScramLookup::Credential(credential),
+                None => ScramLookup::NotScram,
+            },
+            None => ScramLookup::Unknown,
+        }
+    }
+
+    /// Users whose entries are Mosquitto hashes, which cannot do SCRAM.
+    pub fn mosquitto_entries(&self) -> usize {
+        self.lines
+            .iter()
+            .filter(|l| matches!(l, Line::Entry { hash, .. } if hash.scram().is_none()))
+            .count()
+    }
+
     /// Whether `username` has an entry.
     pub fn contains(&self, username: &str) -> bool {
         self.index.contains_key(username)
@@ -471,6 +603,17 @@ impl fmt::Display for PasswordFile {
         }
         Ok(())
     }
+}
+
+/// What a password file has for a user that tries SCRAM-SHA-256.
+#[derive(Debug, Clone, Copy)]
+pub enum ScramLookup<'a> {
+    /// A `$scram-sha-256$` entry.
+    Credential(&'a ScramCredential),
+    /// A Mosquitto `$6$`/`$7$` entry: passwords only.
+    NotScram,
+    /// No entry.
+    Unknown,
 }
 
 /// Hashes `password` the way mosquitto_passwd does by default: `$7$101$SALT$HASH` with a random
@@ -650,15 +793,17 @@ fn write_new_private(
 const PASSWD_USAGE: &str = "\
 midge passwd manages Mosquitto-compatible password files.
 
-Usage: midge passwd [-H sha512 | -H sha512-pbkdf2] [-I ITERATIONS] [-c | -D] FILE USERNAME
-       midge passwd [-H sha512 | -H sha512-pbkdf2] [-I ITERATIONS] [-c] -b FILE USERNAME PASSWORD
-       midge passwd -U FILE
+Usage: midge passwd [-H HASH] [-I ITERATIONS] [-c | -D] FILE USERNAME
+       midge passwd [-H HASH] [-I ITERATIONS] [-c] -b FILE USERNAME PASSWORD
+       midge passwd [-H HASH] [-I ITERATIONS] -U FILE
  -b : batch mode: take the password from the command line.
  -c : create a new password file, overwriting any existing one.
  -D : delete the username rather than adding or updating its password.
- -H : hash algorithm; sha512-pbkdf2 (the default, recommended) or sha512 (Mosquitto 1.6 and
-      earlier).
- -I : PBKDF2 iterations (default 101).
+ -H : hash algorithm; sha512-pbkdf2 (the default, recommended), sha512 (Mosquitto 1.6 and
+      earlier) or scram-sha-256 (midge only: a SCRAM-SHA-256 verifier, for MQTT 5 clients
+      that authenticate with SCRAM-SHA-256 as well as those that send the password;
+      Mosquitto cannot read these entries).
+ -I : PBKDF2 iterations (default 101; 4096 for scram-sha-256).
  -U : hash the plain-text passwords of a password file.
 Without -b the password is read twice from standard input.";
 
@@ -688,8 +833,8 @@ struct PasswdArgs {
 /// username and (with `-b`) password.
 fn parse_passwd_args(args: &[String]) -> Result<PasswdArgs, String> {
     let (mut batch, mut create, mut delete, mut upgrade) = (false, false, false, false);
-    let mut sha512 = false;
-    let mut iterations = DEFAULT_ITERATIONS;
+    let (mut sha512, mut scram) = (false, false);
+    let mut iterations = None;
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         match arg.as_str() {
@@ -699,9 +844,10 @@ fn parse_passwd_args(args: &[String]) -> Result<PasswdArgs, String> {
             "-U" => upgrade = true,
             "-H" => {
                 i += 1;
-                sha512 = match args.get(i).map(String::as_str) {
-                    Some("sha512") => true,
-                    Some("sha512-pbkdf2") => false,
+                (sha512, scram) = match args.get(i).map(String::as_str) {
+                    Some("sha512") => (true, false),
+                    Some("sha512-pbkdf2") => (false, false),
+                    Some("scram-sha-256") => (false, true),
                     Some(other) => return Err(format!("Error: Unknown hash type '{other}'.")),
                     None => return Err("Error: -H argument given but no hash type.".into()),
                 };
@@ -709,7 +855,7 @@ fn parse_passwd_args(args: &[String]) -> Result<PasswdArgs, String> {
             "-I" => {
                 i += 1;
                 iterations = match args.get(i).map(|s| s.parse::<u32>()) {
-                    Some(Ok(n)) if n >= 1 => n,
+                    Some(Ok(n)) if n >= 1 => Some(n),
                     Some(_) => return Err("Error: Number of iterations must be > 0.".into()),
                     None => return Err("Error: -I argument given but no iterations.".into()),
                 };
@@ -731,8 +877,14 @@ fn parse_passwd_args(args: &[String]) -> Result<PasswdArgs, String> {
     }
     let scheme = if sha512 {
         HashScheme::Sha512
+    } else if scram {
+        HashScheme::ScramSha256 {
+            iterations: iterations.unwrap_or(scram::DEFAULT_ITERATIONS),
+        }
     } else {
-        HashScheme::Pbkdf2Sha512 { iterations }
+        HashScheme::Pbkdf2Sha512 {
+            iterations: iterations.unwrap_or(DEFAULT_ITERATIONS),
+        }
     };
     let rest = &args[i..];
     let (action, file, password) = match (rest, batch, create, delete, upgrade) {
@@ -773,7 +925,8 @@ fn update_action(username: &str, create: bool) -> PasswdAction {
 /// - `midge passwd -D FILE USER` deletes a user,
 /// - `midge passwd -U FILE` hashes plain-text passwords; unlike mosquitto_passwd, entries that
 ///   already hold a `$6$`/`$7$` hash are left alone rather than hashed a second time,
-/// - `-H sha512|sha512-pbkdf2` and `-I ITERATIONS` choose the hash as mosquitto_passwd does.
+/// - `-H sha512|sha512-pbkdf2` and `-I ITERATIONS` choose the hash as mosquitto_passwd does;
+///   `-H scram-sha-256` writes SCRAM-SHA-256 entries (4096 iterations unless `-I` says).
 ///
 /// `-c` overwrites the file; otherwise it must exist. Files are written with mode 0600 (see
 /// [`PasswordFile::save`]). The error is the message to print.
@@ -856,7 +1009,9 @@ fn upgrade_file(path: &Path, scheme: HashScheme) -> Result<PasswordFile, String>
         if file.contains(&entry.username) {
             return Err(at(&"user defined twice"));
         }
-        let looks_hashed = entry.secret.starts_with("$6$") || entry.secret.starts_with("$7$");
+        let looks_hashed = ["$6$", "$7$", "$scram-sha-256$"]
+            .iter()
+            .any(|prefix| entry.secret.starts_with(prefix));
         let hash = if looks_hashed {
             PasswordHash::parse(&entry.secret).map_err(|e| at(&e))?
         } else {
@@ -1334,6 +1489,139 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains(":1:"), "{err}");
+    }
+
+    /// RFC 7677's credential (password "pencil"), StoredKey and ServerKey computed independently
+    /// with Python's hashlib and hmac.
+    const SCRAM_PENCIL: &str = "$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=$wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    #[test]
+    fn scram_entries_parse_verify_and_print_back() {
+        let hash = PasswordHash::parse(SCRAM_PENCIL).unwrap();
+        assert_eq!(hash.scheme(), HashScheme::ScramSha256 { iterations: 4096 });
+        assert_eq!(hash.to_string(), SCRAM_PENCIL);
+        // A plain CONNECT password is checked against the same entry.
+        assert!(hash.verify(b"pencil"));
+        assert!(!hash.verify(b"pencil2"));
+        // Not cut at a NUL as Mosquitto's entries are. (A trailing NUL alone would not show it:
+        // HMAC pads short keys with zeros.)
+        assert!(!hash.verify(b"pencil\0x"), "SCRAM entries hash every byte");
+        let credential = hash.scram().unwrap();
+        assert_eq!(credential.iterations(), 4096);
+        assert!(PasswordHash::parse(PBKDF2_101).unwrap().scram().is_none());
+
+        let made = PasswordHash::new(b"pencil", HashScheme::ScramSha256 { iterations: 64 });
+        let text = made.to_string();
+        assert!(text.starts_with("$scram-sha-256$64$"), "{text}");
+        assert!(!text.contains("pencil"));
+        let parsed = PasswordHash::parse(&text).unwrap();
+        assert_eq!(parsed, made);
+        assert!(parsed.verify(b"pencil"));
+        assert_eq!(parsed.scram().unwrap().salt().len(), scram::SALT_LEN);
+    }
+
+    #[test]
+    fn scram_entry_errors() {
+        let key = STANDARD.encode([0u8; 32]);
+        let short = STANDARD.encode([0u8; 31]);
+        for (text, want) in [
+            (
+                format!("$scram-sha-256$4096$c2FsdA==${key}"),
+                HashError::Malformed,
+            ),
+            (
+                format!("$scram-sha-256$0$c2FsdA==${key}${key}"),
+                HashError::BadIterations,
+            ),
+            (
+                format!("$scram-sha-256$x$c2FsdA==${key}${key}"),
+                HashError::BadIterations,
+            ),
+            (
+                format!("$scram-sha-256$4096$$${key}${key}"),
+                HashError::Malformed,
+            ),
+            (
+                format!("$scram-sha-256$4096$!!${key}${key}"),
+                HashError::BadScramSalt,
+            ),
+            (
+                format!("$scram-sha-256$4096$c2FsdA==${short}${key}"),
+                HashError::BadScramKey,
+            ),
+            (
+                format!("$scram-sha-256$4096$c2FsdA==${key}$nope"),
+                HashError::BadScramKey,
+            ),
+            ("$scram-sha-1$4096$a$b$c".to_owned(), HashError::UnknownType),
+        ] {
+            assert_eq!(PasswordHash::parse(&text), Err(want.clone()), "{text}");
+        }
+        let empty_salt = format!("$scram-sha-256$4096$${key}${key}");
+        assert_eq!(
+            PasswordHash::parse(&empty_salt),
+            Err(HashError::BadScramSalt)
+        );
+    }
+
+    #[test]
+    fn scram_lookup_tells_scram_mosquitto_and_unknown_apart() {
+        let text = format!("alice:{SCRAM_PENCIL}\nbob:{PBKDF2_101}\n");
+        let file = PasswordFile::parse(&text, "t").unwrap();
+        assert!(matches!(
+            file.scram_lookup("alice"),
+            ScramLookup::Credential(_)
+        ));
+        assert!(matches!(file.scram_lookup("bob"), ScramLookup::NotScram));
+        assert!(matches!(file.scram_lookup("carol"), ScramLookup::Unknown));
+        assert_eq!(file.mosquitto_entries(), 1);
+        assert!(file.verify("alice", b"pencil"));
+        assert!(file.verify("bob", b"hunter2"));
+    }
+
+    #[test]
+    fn passwd_command_writes_scram_entries() {
+        let parse = |a: &[&str]| parse_passwd_args(&strings(a));
+        assert_eq!(
+            parse(&["-H", "scram-sha-256", "f", "u"]).unwrap().scheme,
+            HashScheme::ScramSha256 {
+                iterations: scram::DEFAULT_ITERATIONS
+            }
+        );
+        assert_eq!(
+            parse(&["-H", "scram-sha-256", "-I", "10000", "f", "u"])
+                .unwrap()
+                .scheme,
+            HashScheme::ScramSha256 { iterations: 10000 }
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        let f = path.to_str().unwrap();
+        let run = |args: &[&str]| run_passwd_with(&strings(args), &mut &b""[..], &mut Vec::new());
+        run(&["-c", "-b", f, "alice", "wonderland"]).unwrap();
+        run(&["-H", "scram-sha-256", "-I", "16", "-b", f, "bob", "builder"]).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.contains("\nbob:$scram-sha-256$16$"), "{written}");
+        assert!(!written.contains("builder"));
+        let file = PasswordFile::load(&path).unwrap();
+        assert!(file.verify("alice", b"wonderland"));
+        assert!(file.verify("bob", b"builder"));
+        assert!(matches!(
+            file.scram_lookup("bob"),
+            ScramLookup::Credential(_)
+        ));
+
+        // -U with -H scram-sha-256 turns plain passwords into SCRAM entries and keeps hashes.
+        std::fs::write(&path, format!("carol:plain\nbob:{SCRAM_PENCIL}\n")).unwrap();
+        run(&["-H", "scram-sha-256", "-I", "16", "-U", f]).unwrap();
+        let file = PasswordFile::load(&path).unwrap();
+        assert!(matches!(
+            file.scram_lookup("carol"),
+            ScramLookup::Credential(_)
+        ));
+        assert!(file.verify("carol", b"plain"));
+        assert_eq!(file.hash_of("bob").unwrap().to_string(), SCRAM_PENCIL);
     }
 
     /// Files from the real mosquitto_passwd verify in midge. Skipped when it is not installed

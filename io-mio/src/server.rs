@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::storage::{self, Recovered, Storage};
 use crate::transport::{RawStream, Transport};
 use bytes::Bytes;
-use midge_core::auth::Authorizer;
+use midge_core::auth::{Authenticator, Authorizer};
 use midge_core::broker::{Action, Broker, ConnId, Input, ListenerId, Open, Time};
 use midge_core::codec::ByteString;
 use midge_core::persist::Lsn;
@@ -123,8 +123,10 @@ struct Conn {
     more_input: bool,
 }
 
-/// Re-reads credentials and rules on SIGHUP.
-pub type Reload<'a> = dyn FnMut() -> Result<Box<dyn Authorizer>, String> + 'a;
+/// Re-reads credentials and rules on SIGHUP: the authorizer, and the authenticator of MQTT 5
+/// enhanced authentication.
+pub type Reload<'a> =
+    dyn FnMut() -> Result<(Box<dyn Authorizer>, Box<dyn Authenticator>), String> + 'a;
 
 /// The daemon's event loop around a broker.
 pub struct Server {
@@ -684,8 +686,9 @@ impl Server {
 
     fn reload(&mut self, reload: &mut Reload<'_>) {
         match reload() {
-            Ok(authorizer) => {
+            Ok((authorizer, authenticator)) => {
                 self.broker.set_authorizer(authorizer);
+                self.broker.set_authenticator(authenticator);
                 tracing::info!("reloaded password and ACL files");
             }
             Err(e) => tracing::error!("reload failed, keeping the previous rules: {e}"),

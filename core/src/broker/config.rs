@@ -48,6 +48,12 @@ pub struct Config {
     pub response_topic_prefix: Option<String>,
     /// Time a new connection has to send CONNECT before it is closed, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// Messages a client may send in one enhanced authentication exchange (MQTT 5 AUTH, the
+    /// CONNECT or AUTH that starts it included); beyond them it fails.
+    pub max_auth_rounds: u32,
+    /// Bytes of Authentication Data a client may send in one enhanced authentication exchange;
+    /// beyond them it fails.
+    pub max_auth_data: usize,
     /// Inbound QoS 2 messages a client may have awaiting PUBREL; announced to MQTT 5 clients as
     /// Receive Maximum when below 65,535.
     pub receive_maximum: u16,
@@ -99,6 +105,8 @@ impl Default for Config {
             max_topic_alias_broker: 10,
             response_topic_prefix: Some("response/".to_owned()),
             connect_timeout_ms: 10_000,
+            max_auth_rounds: 8,
+            max_auth_data: 64 * 1024,
             receive_maximum: u16::MAX,
             max_subscriptions_per_session: 100_000,
             max_sessions: 1_000_000,

@@ -1,7 +1,8 @@
 //! CONNECT: client identifiers, keep alive, session takeover, clean start and session present.
 
+use super::authenticate::Authenticated;
 use super::close::WillAction;
-use super::connection::{Client, ConnState, Will};
+use super::connection::{Client, ConnState, PendingConnect, Will};
 use super::message::Message;
 use super::problem;
 use super::session::{Expiry, Session, SessionKey};
@@ -20,13 +21,6 @@ use std::sync::Arc;
 impl Broker {
     pub(super) fn connect(&mut self, id: ConnId, c: Connect) {
         let version = c.protocol_version;
-
-        // Enhanced authentication is not offered: a client asking for it is refused and closed
-        // [MQTT-4.12.0-1] (5.0), as a successful CONNACK would have to echo its method
-        // [MQTT-4.12.0-5] (5.0). Mosquitto answers 0x8C too when no plugin handles the method.
-        if c.properties.authentication_method.is_some() {
-            return self.refuse(id, version, ConnectReason::BadAuthenticationMethod);
-        }
 
         // Client identifier [MQTT-3.1.3-6] [MQTT-3.1.3-8] [MQTT-3.1.3-9] (3.1.1)
         // [MQTT-3.1.3-6] [MQTT-3.1.3-8] (5.0).
@@ -47,7 +41,7 @@ impl Broker {
             assigned = Some(new_id.clone());
             new_id
         } else {
-            c.client_id
+            c.client_id.clone()
         };
 
         // Keep alive within the configured maximum.
@@ -78,6 +72,38 @@ impl Broker {
             return self.refuse(id, version, ConnectReason::PayloadFormatInvalid);
         }
 
+        let pending = PendingConnect {
+            connect: c,
+            client_id,
+            assigned,
+            keep_alive,
+            server_keep_alive,
+        };
+        // An Authentication Method asks for enhanced authentication (5.0, 4.12), which runs
+        // before anything below; the CONNECT is admitted once it succeeds.
+        if pending.connect.properties.authentication_method.is_some() {
+            return self.start_connect_auth(id, pending);
+        }
+        self.admit(id, pending, None);
+    }
+
+    /// Admits a checked CONNECT: asks the authorizer, takes over or creates the session and
+    /// answers CONNACK. `authenticated` is the outcome of enhanced authentication, if the client
+    /// asked for it.
+    pub(super) fn admit(
+        &mut self,
+        id: ConnId,
+        pending: PendingConnect,
+        authenticated: Option<Authenticated>,
+    ) {
+        let PendingConnect {
+            connect: c,
+            client_id,
+            assigned,
+            keep_alive,
+            server_keep_alive,
+        } = pending;
+        let version = c.protocol_version;
         // Authentication comes before anything that affects other connections, so a client that
         // fails it cannot take a session over.
         let Some(conn) = self.conns.get(&id) else {
@@ -87,10 +113,18 @@ impl Broker {
             listener: conn.listener,
             version,
             client_id: &client_id,
-            username: c.username.as_deref(),
-            password: c.password.as_deref(),
+            // A user proven by enhanced authentication, with no password to check.
+            username: match &authenticated {
+                Some(a) => Some(&a.username),
+                None => c.username.as_deref(),
+            },
+            password: match &authenticated {
+                Some(_) => None,
+                None => c.password.as_deref(),
+            },
             tls_identity: conn.tls_identity.as_deref(),
             peer: conn.peer,
+            authentication_method: authenticated.as_ref().map(|a| &*a.method),
         };
         let (listener, peer) = (conn.listener, conn.peer);
         let username = match self.authorizer.connect(&request) {
@@ -249,22 +283,26 @@ impl Broker {
                 .unwrap_or_default(),
         );
 
+        let mut properties = self.connack_properties(assigned, server_keep_alive);
+        // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
+        // request/response exchanges may use.
+        properties.response_information = c
+            .properties
+            .request_response_information
+            .unwrap_or(false)
+            .then_some(self.config.response_topic_prefix.as_ref())
+            .flatten()
+            .map(|prefix| ByteString::from(format!("{prefix}{client_id}")));
+        if let Some(a) = authenticated {
+            // The method of CONNECT, with the authenticator's final data [MQTT-4.12.0-5] (5.0).
+            properties.authentication_method = Some(a.method);
+            properties.authentication_data = a.data;
+        }
         let connack = Packet::ConnAck(ConnAck {
             // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
             session_present,
             reason: ConnectReason::Success,
-            properties: ConnAckProperties {
-                // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
-                // request/response exchanges may use.
-                response_information: c
-                    .properties
-                    .request_response_information
-                    .unwrap_or(false)
-                    .then_some(self.config.response_topic_prefix.as_ref())
-                    .flatten()
-                    .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
-                ..self.connack_properties(assigned, server_keep_alive)
-            },
+            properties,
         });
         self.reply(id, &connack);
         if session_present {

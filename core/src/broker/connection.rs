@@ -6,7 +6,8 @@ use super::message::Message;
 use super::session::SessionKey;
 use super::time::Time;
 use super::topic_alias::{InboundAliases, OutboundAliases};
-use crate::codec::{ByteString, ProtocolVersion};
+use crate::auth::AuthExchange;
+use crate::codec::{ByteString, Connect, ProtocolVersion};
 use crate::persist::Lsn;
 use bytes::BytesMut;
 use core::net::SocketAddr;
@@ -47,7 +48,39 @@ pub(crate) struct Client {
 pub(crate) enum ConnState {
     /// Opened; CONNECT not yet received.
     AwaitingConnect,
+    /// CONNECT asked for enhanced authentication, whose exchange runs (`Connection::auth`); the
+    /// session is created or taken over only once it succeeds.
+    Authenticating(Box<PendingConnect>),
     Connected(Client),
+}
+
+/// A checked CONNECT waiting for its enhanced authentication to finish.
+#[derive(Debug)]
+pub(crate) struct PendingConnect {
+    pub connect: Connect,
+    pub client_id: ByteString,
+    /// The client id the broker assigned, to announce in CONNACK.
+    pub assigned: Option<ByteString>,
+    pub keep_alive: u16,
+    /// The keep alive the broker imposes, to announce in CONNACK.
+    pub server_keep_alive: Option<u16>,
+}
+
+/// MQTT 5 enhanced authentication of a connection (5.0, 4.12): the method of its CONNECT, which
+/// every AUTH must repeat, and the exchange under way, at CONNECT or re-authenticating.
+#[derive(Debug)]
+pub(crate) struct EnhancedAuth {
+    pub method: ByteString,
+    /// The client did not set Request Problem Information to 0: Reason Strings may be sent.
+    pub problem_information: bool,
+    /// The client's Maximum Packet Size.
+    pub max_packet_size: u32,
+    /// The exchange waiting for the client's next AUTH; `None` between exchanges.
+    pub exchange: Option<Box<dyn AuthExchange>>,
+    /// Messages from the client and bytes of their Authentication Data in this exchange,
+    /// bounded by `Config::max_auth_rounds` and `Config::max_auth_data`.
+    pub rounds: u32,
+    pub data_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -73,6 +106,8 @@ pub(crate) struct Connection {
     /// The keep alive timer currently scheduled.
     pub keep_alive_timer: Option<Time>,
     pub state: ConnState,
+    /// Set when the client's CONNECT named an Authentication Method.
+    pub auth: Option<Box<EnhancedAuth>>,
 }
 
 impl Connection {
@@ -90,6 +125,7 @@ impl Connection {
             last_received: now,
             keep_alive_timer: None,
             state: ConnState::AwaitingConnect,
+            auth: None,
         }
     }
 
@@ -101,7 +137,7 @@ impl Connection {
     pub(crate) fn client(&self) -> Option<&Client> {
         match &self.state {
             ConnState::Connected(c) => Some(c),
-            ConnState::AwaitingConnect => None,
+            ConnState::AwaitingConnect | ConnState::Authenticating(_) => None,
         }
     }
 }

@@ -36,6 +36,8 @@ impl Broker {
             let version = match &conn.state {
                 ConnState::Connected(c) => Some(c.version),
                 ConnState::AwaitingConnect => codec::peek_connect_version(&conn.read_buf),
+                // Only an MQTT 5 CONNECT can ask for enhanced authentication.
+                ConnState::Authenticating(_) => Some(ProtocolVersion::V5),
             };
             let decoding = version.unwrap_or(ProtocolVersion::V5);
             match codec::decode_from(&mut conn.read_buf, decoding, self.config.max_packet_size) {
@@ -60,8 +62,20 @@ impl Broker {
             return;
         };
         let Some(client) = conn.client() else {
+            let authenticating = matches!(conn.state, ConnState::Authenticating(_));
             match packet {
-                Packet::Connect(c) => self.connect(id, c),
+                Packet::Connect(c) if !authenticating => self.connect(id, c),
+                // While enhanced authentication runs the client may send only AUTH and
+                // DISCONNECT [MQTT-3.1.2-33] (5.0).
+                Packet::Auth(a) if authenticating => self.auth_received(id, a),
+                Packet::Disconnect(_) if authenticating => {
+                    tracing::debug!(conn = id.0, "client gave up authenticating");
+                    self.close_conn(id, None, WillAction::Discard);
+                }
+                other if authenticating => {
+                    tracing::debug!(conn = id.0, packet = ?other.packet_type(), "packet other than AUTH while authenticating");
+                    self.refuse_authenticating(id, ConnectReason::ProtocolError);
+                }
                 // The first packet must be CONNECT [MQTT-3.1.0-1].
                 other => {
                     tracing::debug!(conn = id.0, packet = ?other.packet_type(), "first packet is not CONNECT");
@@ -81,10 +95,10 @@ impl Broker {
             Packet::Unsubscribe(u) => self.unsubscribe(id, key, u),
             Packet::PingReq => self.reply(id, &Packet::PingResp), // [MQTT-3.12.4-1]
             Packet::Disconnect(d) => self.client_disconnect(id, key, d),
+            // Re-authentication (5.0, 4.12.1), or a protocol error.
+            Packet::Auth(a) => self.auth_received(id, a),
             // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
             Packet::Connect(_)
-            // Enhanced authentication is not offered, so AUTH is a protocol error (5.0, 4.12).
-            | Packet::Auth(_)
             // Packets only a server sends.
             | Packet::ConnAck(_)
             | Packet::SubAck(_)

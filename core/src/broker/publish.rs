@@ -34,7 +34,7 @@ impl Broker {
             let topic = std::mem::take(&mut p.topic);
             let resolved = self.conns.get_mut(&id).and_then(|c| match &mut c.state {
                 ConnState::Connected(client) => Some(client.inbound_aliases.resolve(topic, alias)),
-                ConnState::AwaitingConnect => None,
+                ConnState::AwaitingConnect | ConnState::Authenticating(_) => None,
             });
             match resolved {
                 Some(Ok(topic)) => p.topic = topic,

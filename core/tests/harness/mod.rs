@@ -132,12 +132,17 @@ impl World {
 
     /// Opens a connection without sending anything.
     pub fn open(&mut self, version: ProtocolVersion) -> ConnId {
+        self.open_on(version, ListenerId(0))
+    }
+
+    /// Opens a connection on a given listener without sending anything.
+    pub fn open_on(&mut self, version: ProtocolVersion, listener: ListenerId) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.versions.insert(conn, version);
         self.input(Input::Open(Open {
             conn,
-            listener: ListenerId(0),
+            listener,
             peer: None,
             tls_identity: None,
         }));
