@@ -269,3 +269,24 @@ fn shared_subscriptions_survive_a_restart() {
     got.sort();
     assert_eq!(got, ["0", "1"]);
 }
+
+#[test]
+fn a_member_that_cannot_take_the_message_size_is_passed_over() {
+    // A message larger than a member's Maximum Packet Size would be dropped for it
+    // [MQTT-3.1.2-25] (5.0), so another member takes it.
+    let mut w = World::default();
+    let mut c = persistent(V5, "small");
+    c.properties.maximum_packet_size = std::num::NonZeroU32::new(30);
+    let (small, _) = w.connect(c);
+    w.subscribe(small, GROUP, QoS::AtLeastOnce);
+    let big = member(&mut w, V5, "big", QoS::AtLeastOnce);
+    let publ = w.client(V5, "pub");
+    let large: &'static [u8] = &[b'x'; 100];
+    for i in 1..=3u16 {
+        w.send(publ, &publish("jobs/a", large, QoS::AtLeastOnce, i));
+    }
+    w.recv(publ);
+    w.recv_none(small);
+    assert_eq!(publishes(&w.recv(big)).len(), 3);
+    assert_eq!(w.broker.stats().dropped_too_large, 0);
+}

@@ -347,7 +347,8 @@ impl Broker {
     /// last, whose client is connected and can take it now (room in its window, or for QoS 0
     /// room in its output); failing that the first connected one; failing that, so that a
     /// message is not lost while every member is away, the first with a session. A member not
-    /// allowed to receive the topic is never chosen, nor is `not`.
+    /// allowed to receive the topic is never chosen, nor is `not`, nor a connected member whose
+    /// Maximum Packet Size the message exceeds.
     fn choose_member(
         &self,
         group: GroupKey,
@@ -361,9 +362,32 @@ impl Broker {
                 continue;
             }
             let session = &self.sessions[key];
-            if session.conn.is_none() {
+            let Some(client) = session
+                .conn
+                .and_then(|id| self.conns.get(&id))
+                .and_then(|c| c.client())
+            else {
                 away = away.or(Some((key, *entry)));
                 continue;
+            };
+            if client.max_packet_size < MAX_PACKET_SIZE {
+                let probe = Delivery {
+                    qos: entry.qos.min(msg.qos),
+                    retain: msg.retain && entry.retain_as_published,
+                    subscription_ids: entry.subscription_id.into_iter().collect(),
+                    id: 0,
+                    recorded: false,
+                    on_subscribe: false,
+                    shared: None,
+                    msg: Arc::new(msg.clone()),
+                };
+                let packet = Packet::Publish(probe.to_publish(PacketId::new(1), false, self.now));
+                if packet
+                    .encoded_len(client.version)
+                    .is_ok_and(|len| len > client.max_packet_size as usize)
+                {
+                    continue;
+                }
             }
             let ready = match entry.qos.min(msg.qos) {
                 QoS::AtMostOnce => !self.output_backed_up(key),
