@@ -1,7 +1,9 @@
 //! Bugs the simulator can plant in the broker, to prove that its checkers catch them. Compiled
 //! only with the `sim-bugs` feature, which only the simulator enables: the daemon never has
 //! these branches. Each bug is one small `cfg`'d branch at the site it breaks, taken only when
-//! `Config::bug` names it.
+//! `Config::bug` names it. A bug in the storage protocol around the broker
+//! (`RemoveBeforeSnapshot`) is planted through `persist::files::planted_snapshot_steps`, which
+//! only the simulator calls.
 
 use std::fmt;
 
@@ -23,17 +25,24 @@ pub enum Bug {
     RetainedTwice,
     /// A resumed session does not resend its unacknowledged QoS 1 messages.
     SkipQos1Resend,
+    /// A detached session expires after half its Session Expiry Interval.
+    ExpireSessionEarly,
+    /// Compaction removes the segments a snapshot replaces before the snapshot is renamed and
+    /// its name durable: a crash in between leaves neither.
+    RemoveBeforeSnapshot,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 8] = [
         Bug::AckBeforeDurable,
         Bug::ForgetInboundQos2,
         Bug::PublishInsteadOfPubrel,
         Bug::DropQueueOnReconnect,
         Bug::RetainedTwice,
         Bug::SkipQos1Resend,
+        Bug::ExpireSessionEarly,
+        Bug::RemoveBeforeSnapshot,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -45,6 +54,8 @@ impl Bug {
             Bug::DropQueueOnReconnect => "drop-queue-on-reconnect",
             Bug::RetainedTwice => "retained-twice",
             Bug::SkipQos1Resend => "skip-qos1-resend",
+            Bug::ExpireSessionEarly => "expire-session-early",
+            Bug::RemoveBeforeSnapshot => "remove-before-snapshot",
         }
     }
 
@@ -57,6 +68,10 @@ impl Bug {
             Bug::DropQueueOnReconnect => "drop the offline queue when a session resumes",
             Bug::RetainedTwice => "deliver a retained message twice on subscribe",
             Bug::SkipQos1Resend => "skip resending unacknowledged QoS 1 messages on resume",
+            Bug::ExpireSessionEarly => "expire a detached session after half its interval",
+            Bug::RemoveBeforeSnapshot => {
+                "remove compacted segments before the snapshot's rename is durable"
+            }
         }
     }
 
