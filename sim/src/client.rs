@@ -98,8 +98,8 @@ pub struct Client {
     have_session: bool,
     /// Asked for a new session: clean start until a CONNACK.
     fresh: bool,
-    /// When the CONNECT of the last accepted connection was sent.
-    prev_attach: Option<u64>,
+    /// The link of the last connection whose CONNACK arrived: the session's.
+    attached: Option<LinkId>,
     next_pid: u16,
     out: BTreeMap<u16, OutMsg>,
     next_order: u64,
@@ -144,7 +144,7 @@ impl Client {
             server_max_packet: u32::MAX,
             have_session: false,
             fresh: false,
-            prev_attach: None,
+            attached: None,
             next_pid: 0,
             out: BTreeMap::new(),
             next_order: 0,
@@ -715,17 +715,25 @@ impl World {
                     );
                 }
                 SessionKind::Expiring(secs) => {
-                    if let Some(t) = cl.prev_attach
-                        && now < t + u64::from(secs) * SEC
-                    {
-                        return self.fail(
-                            "sessions last until they expire",
-                            format!(
-                                "c{c}'s session (expiry {secs} s, attached at {}) is gone after {} ms",
-                                crate::trace::fmt_time(t).trim(),
-                                (now - t) / MS
-                            ),
-                        );
+                    // The session expires `secs` after the broker lost its last connection
+                    // (closed it, was told it closed, or crashed), in the broker's whole
+                    // milliseconds; it was decided before this CONNACK arrived.
+                    if let Some(link) = cl.attached {
+                        let lost = self.conn_end.get(&link).copied();
+                        let expiry = lost.map(|t| t / MS * MS + u64::from(secs) * SEC);
+                        if expiry.is_none_or(|e| now < e) {
+                            let detail = match lost {
+                                Some(t) => format!(
+                                    "c{c}'s session (expiry {secs} s) is gone {} ms after the broker lost its connection at {}",
+                                    (now - t) / MS,
+                                    crate::trace::fmt_time(t).trim()
+                                ),
+                                None => format!(
+                                    "c{c}'s session (expiry {secs} s) is gone while its connection is open"
+                                ),
+                            };
+                            return self.fail("sessions last until they expire", detail);
+                        }
                     }
                 }
                 SessionKind::Clean => {}
@@ -734,7 +742,7 @@ impl World {
         cl.state = ConnState::Connected;
         cl.attempts = 0;
         cl.fresh = false;
-        cl.prev_attach = Some(cl.connect_sent_at);
+        cl.attached = cl.link;
         cl.pending_sub.clear();
         cl.pending_unsub.clear();
         let props = &ack.properties;
@@ -926,11 +934,25 @@ impl World {
             let pause = self.clients[c].rng.range(0, 500 * MS);
             self.disconnect(c, pause);
         } else if rng.chance(spec.p_disconnect) {
-            let pause = self.clients[c].rng.log_range(MS, 5 * SEC);
+            let pause = self.pause(c, 5 * SEC);
             self.disconnect(c, pause);
         } else if rng.chance(spec.p_drop) {
-            let pause = self.clients[c].rng.log_range(MS, 3 * SEC);
+            let pause = self.pause(c, 3 * SEC);
             self.client_close(c, "the client dropped the connection", pause);
+        }
+    }
+
+    /// How long a client stays away after leaving: up to `max`, or for an expiring session
+    /// often around its expiry interval (before and after it), where an early or a late expiry
+    /// shows.
+    fn pause(&mut self, c: usize, max: u64) -> u64 {
+        let cl = &mut self.clients[c];
+        match cl.spec.session {
+            SessionKind::Expiring(secs) if cl.rng.chance(0.5) => {
+                let interval = u64::from(secs) * SEC;
+                cl.rng.range(interval * 3 / 10, interval * 13 / 10)
+            }
+            _ => cl.rng.log_range(MS, max),
         }
     }
 

@@ -76,6 +76,14 @@ pub enum FileOp {
         name: String,
         len: u64,
     },
+    /// Make the file's content durable (fsync). The segment the log continues in may end
+    /// with records a crash of the process left in the page cache only; they are replayed now,
+    /// so they must be on disk before anything builds on them: the next segment (a power loss
+    /// would otherwise tear a segment that is no longer the newest), a snapshot, an
+    /// acknowledgement.
+    Sync {
+        name: String,
+    },
     /// Salvage: keep a damaged file for inspection under another name.
     MoveAside {
         name: String,
@@ -220,6 +228,8 @@ pub fn plan<S: AsRef<str>>(
                 len: valid_end as u64,
             });
             r.report.truncated = Some((name.clone(), valid_end as u64, cut));
+        } else if is_last && valid_end > 0 {
+            ops.push(FileOp::Sync { name: name.clone() });
         }
         log_bytes += valid_end as u64;
         r.report.segments += 1;

@@ -158,6 +158,14 @@ fn carry_out(
                 );
             }
         }
+        FileOp::Sync { name } => {
+            let path = dir.join(name);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| io_error(&path, e))?;
+        }
         FileOp::MoveAside { name, to } => {
             let (path, aside) = (dir.join(name), dir.join(to));
             std::fs::rename(&path, &aside).map_err(|e| io_error(&path, e))?;
