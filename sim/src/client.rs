@@ -100,6 +100,8 @@ pub struct Client {
     fresh: bool,
     /// The link of the last connection whose CONNACK arrived: the session's.
     attached: Option<LinkId>,
+    /// CONNECTs sent since the last CONNACK read.
+    unconfirmed: u32,
     next_pid: u16,
     out: BTreeMap<u16, OutMsg>,
     next_order: u64,
@@ -145,6 +147,7 @@ impl Client {
             have_session: false,
             fresh: false,
             attached: None,
+            unconfirmed: 0,
             next_pid: 0,
             out: BTreeMap::new(),
             next_order: 0,
@@ -338,6 +341,7 @@ impl World {
             _ => cl.fresh,
         };
         cl.sent_clean = clean;
+        cl.unconfirmed += 1;
         let properties = if v5 {
             ConnectProperties {
                 session_expiry_interval: match cl.spec.session {
@@ -739,6 +743,11 @@ impl World {
                 SessionKind::Clean => {}
             }
         }
+        // An earlier attempt whose CONNACK never arrived may have found the session expired
+        // and started a new one, which this CONNACK then calls present: no client can tell
+        // that from its own session, and what it resends may be taken in twice.
+        let ambiguous = matches!(cl.spec.session, SessionKind::Expiring(_)) && cl.unconfirmed > 1;
+        cl.unconfirmed = 0;
         cl.state = ConnState::Connected;
         cl.attempts = 0;
         cl.fresh = false;
@@ -794,6 +803,9 @@ impl World {
             resend.sort_by_key(|(_, m)| m.order);
             for (pid, m) in resend {
                 let pid = PacketId::new(pid).expect("non-zero");
+                if ambiguous && m.stage == Stage::Pubrec {
+                    self.checker.may_repeat(m.tag);
+                }
                 let packet = match m.stage {
                     Stage::Pubcomp => Packet::PubRel(PubRel::success(pid)),
                     _ => Packet::Publish(Publish {

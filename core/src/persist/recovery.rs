@@ -480,3 +480,113 @@ fn apply_batch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::files::{segment_name, temp_name};
+    use crate::persist::snapshot::snapshot_chunks;
+    use bytes::BytesMut;
+    use std::collections::BTreeMap;
+
+    /// A directory in memory.
+    type Dir = BTreeMap<String, Bytes>;
+
+    fn plan_of(dir: &Dir) -> Result<Recovery, RecoveryError> {
+        plan(
+            dir.keys(),
+            |name| dir.get(name).cloned().ok_or_else(|| "gone".to_owned()),
+            false,
+        )
+    }
+
+    /// `batches` batches of a lone `Commit`, LSNs `first..`, as one segment's bytes.
+    fn segment(first: Lsn, batches: u64) -> Bytes {
+        let mut out = BytesMut::new();
+        for lsn in first..first + batches {
+            Record::Commit.encode(lsn, &mut out);
+        }
+        out.freeze()
+    }
+
+    #[test]
+    fn an_intact_newest_segment_is_made_durable_before_the_log_continues() {
+        let mut dir = Dir::new();
+        dir.insert(segment_name(1), segment(1, 3));
+        dir.insert(segment_name(4), segment(4, 2));
+        let r = plan_of(&dir).unwrap();
+        assert_eq!(r.state.last_lsn(), 5);
+        assert_eq!(r.report.segments, 2);
+        assert_eq!(
+            r.append_to,
+            Some(Segment {
+                first: 4,
+                name: segment_name(4),
+                len: dir[&segment_name(4)].len() as u64
+            })
+        );
+        assert_eq!(
+            r.ops,
+            [FileOp::Sync {
+                name: segment_name(4)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_leftovers_removed_without_touching_anything() {
+        let mut dir = Dir::new();
+        let mut state = State::default();
+        for lsn in 1..=3 {
+            state.apply(lsn, &Record::Commit).unwrap();
+        }
+        let snapshot: Vec<u8> = snapshot_chunks(&state, 1024).flatten().collect();
+        dir.insert(snapshot_name(3), Bytes::from(snapshot));
+        dir.insert(temp_name(5), Bytes::from_static(b"unfinished"));
+        // Replaced by the snapshot: a crash stopped its removal.
+        dir.insert(segment_name(1), segment(1, 3));
+        let whole = segment(4, 2);
+        let torn = whole.slice(..whole.len() - 3);
+        dir.insert(segment_name(4), torn.clone());
+        let before = dir.clone();
+        let r = plan_of(&dir).unwrap();
+        assert_eq!(dir, before, "planning changes nothing");
+        assert_eq!(r.state.last_lsn(), 4, "the torn batch is left out");
+        assert_eq!(r.report.snapshot, Some(snapshot_name(3)));
+        let cut_at = segment(4, 1).len() as u64;
+        assert_eq!(
+            r.report.truncated,
+            Some((segment_name(4), cut_at, torn.len() as u64 - cut_at))
+        );
+        assert_eq!(
+            r.ops,
+            [
+                FileOp::Remove {
+                    name: temp_name(5),
+                    why: Leftover::Unfinished
+                },
+                FileOp::Truncate {
+                    name: segment_name(4),
+                    len: cut_at
+                },
+                FileOp::Remove {
+                    name: segment_name(1),
+                    why: Leftover::Replaced
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_named_in_the_error() {
+        let e = plan(
+            [segment_name(1)],
+            |_| Err("permission denied".to_owned()),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.file, segment_name(1));
+        assert_eq!(e.offset, None);
+        assert!(e.to_string().contains("permission denied"), "{e}");
+    }
+}
