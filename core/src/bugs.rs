@@ -1,9 +1,10 @@
 //! Bugs the simulator can plant in the broker, to prove that its checkers catch them. Compiled
 //! only with the `sim-bugs` feature, which only the simulator enables: the daemon never has
 //! these branches. Each bug is one small `cfg`'d branch at the site it breaks, taken only when
-//! `Config::bug` names it. A bug in the storage protocol around the broker
-//! (`RemoveBeforeSnapshot`) is planted through `persist::files::planted_snapshot_steps`, which
-//! only the simulator calls.
+//! `Config::bug` names it. Bugs in the storage protocol around the broker are planted where
+//! the simulator plays the daemon's storage: `RemoveBeforeSnapshot` through
+//! `persist::files::planted_snapshot_steps`, which only the simulator calls, and
+//! `SkipRecoverySync` in the simulator's execution of the recovery plan.
 
 use std::fmt;
 
@@ -30,11 +31,14 @@ pub enum Bug {
     /// Compaction removes the segments a snapshot replaces before the snapshot is renamed and
     /// its name durable: a crash in between leaves neither.
     RemoveBeforeSnapshot,
+    /// Recovery does not fsync the segment the log continues in, so records a process crash
+    /// left in the page cache stay volatile while the next segment is started after them.
+    SkipRecoverySync,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::AckBeforeDurable,
         Bug::ForgetInboundQos2,
         Bug::PublishInsteadOfPubrel,
@@ -43,6 +47,7 @@ impl Bug {
         Bug::SkipQos1Resend,
         Bug::ExpireSessionEarly,
         Bug::RemoveBeforeSnapshot,
+        Bug::SkipRecoverySync,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -56,6 +61,7 @@ impl Bug {
             Bug::SkipQos1Resend => "skip-qos1-resend",
             Bug::ExpireSessionEarly => "expire-session-early",
             Bug::RemoveBeforeSnapshot => "remove-before-snapshot",
+            Bug::SkipRecoverySync => "skip-recovery-sync",
         }
     }
 
@@ -72,6 +78,7 @@ impl Bug {
             Bug::RemoveBeforeSnapshot => {
                 "remove compacted segments before the snapshot's rename is durable"
             }
+            Bug::SkipRecoverySync => "leave the recovered newest segment unsynced",
         }
     }
 

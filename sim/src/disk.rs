@@ -311,13 +311,14 @@ mod tests {
             assert_eq!(disk.names(), ["s"]);
             disk.crash(&mut rng, true, true, 0.0);
             let names = disk.names();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
             // A prefix of create, rename, remove: never "a" gone without "s" there.
             assert!(
                 [&["a"][..], &["a", "t"], &["a", "s"], &["s"]].contains(&&names[..]),
                 "{names:?}"
             );
-            lost_rename |= !names.contains(&"s".to_owned());
-            if names.contains(&"a".to_owned()) {
+            lost_rename |= !names.contains(&"s");
+            if names.contains(&"a") {
                 assert_eq!(disk.read("a").unwrap(), &b"hello"[..]);
             }
         }

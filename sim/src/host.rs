@@ -101,7 +101,7 @@ fn broker_time(now: u64) -> Time {
 
 impl World {
     pub fn host_start(&mut self) {
-        match storage::recover(&mut self.host.disk) {
+        match storage::recover(&mut self.host.disk, self.host.config.bug) {
             Ok(plan) => self.storage_start(&plan),
             Err(e) => return self.fail("recovery of an empty directory", e.to_string()),
         }
@@ -616,7 +616,7 @@ impl World {
         }
         self.host.restart_pending = false;
         self.host.incarnation += 1;
-        let plan = match storage::recover(&mut self.host.disk) {
+        let plan = match storage::recover(&mut self.host.disk, self.host.config.bug) {
             Ok(plan) => plan,
             Err(e) => {
                 return self.fail(

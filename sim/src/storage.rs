@@ -25,6 +25,7 @@ use crate::world::{Event, Phase, World};
 use crate::{MS, SEC};
 use bytes::Bytes;
 use midge_core::broker::{ConnId, Input};
+use midge_core::bugs::Bug;
 use midge_core::persist::files::{
     Listing, SnapshotStep, planted_snapshot_steps, segment_name, snapshot_name, temp_name,
 };
@@ -88,8 +89,9 @@ fn read(disk: &Disk, name: &str) -> Result<Bytes, String> {
         .ok_or_else(|| "listed but not found".to_owned())
 }
 
-/// Runs recovery on `disk` as the daemon does at startup: the plan, then its file operations.
-pub fn recover(disk: &mut Disk) -> Result<Recovery, RecoveryError> {
+/// Runs recovery on `disk` as the daemon does at startup: the plan, then its file operations
+/// (with `bug` planted, maybe not all of them).
+pub fn recover(disk: &mut Disk, bug: Option<Bug>) -> Result<Recovery, RecoveryError> {
     let names = disk.names();
     let plan = recovery::plan(&names, |name| read(disk, name), false)?;
     for op in &plan.ops {
@@ -98,6 +100,7 @@ pub fn recover(disk: &mut Disk) -> Result<Recovery, RecoveryError> {
                 disk.remove(name) || *why != recovery::Leftover::Unfinished
             }
             FileOp::Truncate { name, len } => disk.truncate(name, *len as usize),
+            FileOp::Sync { .. } if bug == Some(Bug::SkipRecoverySync) => true,
             FileOp::Sync { name } => {
                 let len = disk.len(name);
                 disk.sync(name, len)
