@@ -1,7 +1,10 @@
 //! Bugs the simulator can plant in the broker, to prove that its checkers catch them. Compiled
 //! only with the `sim-bugs` feature, which only the simulator enables: the daemon never has
 //! these branches. Each bug is one small `cfg`'d branch at the site it breaks, taken only when
-//! `Config::bug` names it.
+//! `Config::bug` names it. Bugs in the storage protocol around the broker are planted where
+//! the simulator plays the daemon's storage: `RemoveBeforeSnapshot` through
+//! `persist::files::planted_snapshot_steps`, which only the simulator calls, and
+//! `SkipRecoverySync` in the simulator's execution of the recovery plan.
 
 use std::fmt;
 
@@ -23,17 +26,28 @@ pub enum Bug {
     RetainedTwice,
     /// A resumed session does not resend its unacknowledged QoS 1 messages.
     SkipQos1Resend,
+    /// A detached session expires after half its Session Expiry Interval.
+    ExpireSessionEarly,
+    /// Compaction removes the segments a snapshot replaces before the snapshot is renamed and
+    /// its name durable: a crash in between leaves neither.
+    RemoveBeforeSnapshot,
+    /// Recovery does not fsync the segment the log continues in, so records a process crash
+    /// left in the page cache stay volatile while the next segment is started after them.
+    SkipRecoverySync,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 9] = [
         Bug::AckBeforeDurable,
         Bug::ForgetInboundQos2,
         Bug::PublishInsteadOfPubrel,
         Bug::DropQueueOnReconnect,
         Bug::RetainedTwice,
         Bug::SkipQos1Resend,
+        Bug::ExpireSessionEarly,
+        Bug::RemoveBeforeSnapshot,
+        Bug::SkipRecoverySync,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -45,6 +59,9 @@ impl Bug {
             Bug::DropQueueOnReconnect => "drop-queue-on-reconnect",
             Bug::RetainedTwice => "retained-twice",
             Bug::SkipQos1Resend => "skip-qos1-resend",
+            Bug::ExpireSessionEarly => "expire-session-early",
+            Bug::RemoveBeforeSnapshot => "remove-before-snapshot",
+            Bug::SkipRecoverySync => "skip-recovery-sync",
         }
     }
 
@@ -57,6 +74,11 @@ impl Bug {
             Bug::DropQueueOnReconnect => "drop the offline queue when a session resumes",
             Bug::RetainedTwice => "deliver a retained message twice on subscribe",
             Bug::SkipQos1Resend => "skip resending unacknowledged QoS 1 messages on resume",
+            Bug::ExpireSessionEarly => "expire a detached session after half its interval",
+            Bug::RemoveBeforeSnapshot => {
+                "remove compacted segments before the snapshot's rename is durable"
+            }
+            Bug::SkipRecoverySync => "leave the recovered newest segment unsynced",
         }
     }
 

@@ -7,7 +7,10 @@
 //! - `midge-<lsn>.snap`: snapshots of the durable state as of `lsn`, complete if they exist;
 //! - `midge-<lsn>.snap.tmp`: a snapshot being written (removed at startup if a crash left it).
 //!
-//! See `format` for what is in them and `recovery` for how they are read back.
+//! The names, the order of a snapshot's steps and the decisions of recovery are midge-core's
+//! (`persist::files`, `persist::recovery`), shared with the simulator, which plays this
+//! storage against a simulated disk that crashes. See `format` for writing snapshots and
+//! `recovery` for how the plan is carried out.
 //!
 //! # Threads
 //!

@@ -18,6 +18,11 @@
 //! - the message fits the subscriber's Maximum Packet Size (MQTT 5), or it is dropped for that
 //!   client by rule.
 //!
+//! A QoS 2 message is held to exactly once, except one its publisher resent after a CONNACK
+//! that may name a session started by an earlier attempt of its own whose CONNACK was lost,
+//! after the old session expired (`Checker::may_repeat`): MQTT leaves the client unable to
+//! tell, and the broker then rightly takes the resend in as a new message.
+//!
 //! An owed message that never arrives must be matched, one to one, by a drop the broker counted
 //! (`dropped_queue_full`, summed over restarts) while the message was being taken in (between its
 //! first send and its acknowledgement). Anything else is loss.
@@ -48,6 +53,9 @@ pub struct MsgInfo {
     pub transmissions: u32,
     /// When PUBACK or PUBREC reached the publisher.
     pub acked: Option<u64>,
+    /// Resent into a session the publisher cannot know is its own (see `may_repeat`): it may
+    /// be taken in twice, so it is held to QoS 1's promise only.
+    pub repeatable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +192,7 @@ impl Checker {
                 first_sent: u64::MAX,
                 transmissions: 0,
                 acked: None,
+                repeatable: false,
             },
         );
     }
@@ -203,6 +212,16 @@ impl Checker {
         if let Some(m) = self.msgs.get_mut(&tag) {
             m.first_sent = m.first_sent.min(self.now);
             m.transmissions += 1;
+        }
+    }
+
+    /// The publisher resends `tag` after a CONNACK with session present 1 that may name a
+    /// session an earlier connection attempt started after its own expired (that attempt's
+    /// CONNACK never arrived). MQTT gives the client no way to tell, so the broker may rightly
+    /// take the message in a second time.
+    pub fn may_repeat(&mut self, tag: Tag) {
+        if let Some(m) = self.msgs.get_mut(&tag) {
+            m.repeatable = true;
         }
     }
 
@@ -452,6 +471,7 @@ impl Checker {
         }
         if qos == QoS::ExactlyOnce
             && let Some(first) = view.qos2_delivered.insert(tag, now)
+            && !msg.repeatable
         {
             return self.fail(
                 "QoS 2 exactly once",
@@ -467,6 +487,7 @@ impl Checker {
         if qos == QoS::AtMostOnce
             && msg.qos != QoS::AtLeastOnce
             && let Some(first) = view.qos0_delivered.insert(tag, now)
+            && !msg.repeatable
         {
             return self.fail(
                 "QoS 0 at most once",
@@ -483,7 +504,7 @@ impl Checker {
             let last = e.order.entry(key).or_insert(0);
             // A QoS 1 message sent twice by its publisher is taken in twice: the second copy
             // may rightly come after later messages.
-            let single = msg.qos != QoS::AtLeastOnce || msg.transmissions == 1;
+            let single = (msg.qos != QoS::AtLeastOnce || msg.transmissions == 1) && !msg.repeatable;
             if tag.1 < *last && single {
                 let last = *last;
                 return self.fail(

@@ -98,8 +98,10 @@ pub struct Client {
     have_session: bool,
     /// Asked for a new session: clean start until a CONNACK.
     fresh: bool,
-    /// When the CONNECT of the last accepted connection was sent.
-    prev_attach: Option<u64>,
+    /// The link of the last connection whose CONNACK arrived: the session's.
+    attached: Option<LinkId>,
+    /// CONNECTs sent since the last CONNACK read.
+    unconfirmed: u32,
     next_pid: u16,
     out: BTreeMap<u16, OutMsg>,
     next_order: u64,
@@ -144,7 +146,8 @@ impl Client {
             server_max_packet: u32::MAX,
             have_session: false,
             fresh: false,
-            prev_attach: None,
+            attached: None,
+            unconfirmed: 0,
             next_pid: 0,
             out: BTreeMap::new(),
             next_order: 0,
@@ -338,6 +341,7 @@ impl World {
             _ => cl.fresh,
         };
         cl.sent_clean = clean;
+        cl.unconfirmed += 1;
         let properties = if v5 {
             ConnectProperties {
                 session_expiry_interval: match cl.spec.session {
@@ -715,26 +719,39 @@ impl World {
                     );
                 }
                 SessionKind::Expiring(secs) => {
-                    if let Some(t) = cl.prev_attach
-                        && now < t + u64::from(secs) * SEC
-                    {
-                        return self.fail(
-                            "sessions last until they expire",
-                            format!(
-                                "c{c}'s session (expiry {secs} s, attached at {}) is gone after {} ms",
-                                crate::trace::fmt_time(t).trim(),
-                                (now - t) / MS
-                            ),
-                        );
+                    // The session expires `secs` after the broker lost its last connection
+                    // (closed it, was told it closed, or crashed), in the broker's whole
+                    // milliseconds; it was decided before this CONNACK arrived.
+                    if let Some(link) = cl.attached {
+                        let lost = self.conn_end.get(&link).copied();
+                        let expiry = lost.map(|t| t / MS * MS + u64::from(secs) * SEC);
+                        if expiry.is_none_or(|e| now < e) {
+                            let detail = match lost {
+                                Some(t) => format!(
+                                    "c{c}'s session (expiry {secs} s) is gone {} ms after the broker lost its connection at {}",
+                                    (now - t) / MS,
+                                    crate::trace::fmt_time(t).trim()
+                                ),
+                                None => format!(
+                                    "c{c}'s session (expiry {secs} s) is gone while its connection is open"
+                                ),
+                            };
+                            return self.fail("sessions last until they expire", detail);
+                        }
                     }
                 }
                 SessionKind::Clean => {}
             }
         }
+        // An earlier attempt whose CONNACK never arrived may have found the session expired
+        // and started a new one, which this CONNACK then calls present: no client can tell
+        // that from its own session, and what it resends may be taken in twice.
+        let ambiguous = matches!(cl.spec.session, SessionKind::Expiring(_)) && cl.unconfirmed > 1;
+        cl.unconfirmed = 0;
         cl.state = ConnState::Connected;
         cl.attempts = 0;
         cl.fresh = false;
-        cl.prev_attach = Some(cl.connect_sent_at);
+        cl.attached = cl.link;
         cl.pending_sub.clear();
         cl.pending_unsub.clear();
         let props = &ack.properties;
@@ -786,6 +803,9 @@ impl World {
             resend.sort_by_key(|(_, m)| m.order);
             for (pid, m) in resend {
                 let pid = PacketId::new(pid).expect("non-zero");
+                if ambiguous && m.stage == Stage::Pubrec {
+                    self.checker.may_repeat(m.tag);
+                }
                 let packet = match m.stage {
                     Stage::Pubcomp => Packet::PubRel(PubRel::success(pid)),
                     _ => Packet::Publish(Publish {
@@ -926,11 +946,25 @@ impl World {
             let pause = self.clients[c].rng.range(0, 500 * MS);
             self.disconnect(c, pause);
         } else if rng.chance(spec.p_disconnect) {
-            let pause = self.clients[c].rng.log_range(MS, 5 * SEC);
+            let pause = self.pause(c, 5 * SEC);
             self.disconnect(c, pause);
         } else if rng.chance(spec.p_drop) {
-            let pause = self.clients[c].rng.log_range(MS, 3 * SEC);
+            let pause = self.pause(c, 3 * SEC);
             self.client_close(c, "the client dropped the connection", pause);
+        }
+    }
+
+    /// How long a client stays away after leaving: up to `max`, or for an expiring session
+    /// often around its expiry interval (before and after it), where an early or a late expiry
+    /// shows.
+    fn pause(&mut self, c: usize, max: u64) -> u64 {
+        let cl = &mut self.clients[c];
+        match cl.spec.session {
+            SessionKind::Expiring(secs) if cl.rng.chance(0.5) => {
+                let interval = u64::from(secs) * SEC;
+                cl.rng.range(interval * 3 / 10, interval * 13 / 10)
+            }
+            _ => cl.rng.log_range(MS, max),
         }
     }
 

@@ -1,28 +1,22 @@
-//! The disk: files of bytes where what was written is volatile until an fsync covers it. A crash
-//! that is a power loss keeps the synced bytes and, when writes tear, a random prefix of the
-//! rest, possibly with a bit flipped in its last frame; a process crash keeps everything written
-//! (the page cache survives). A write error writes a prefix of its bytes and fails every later
-//! write and fsync until the broker restarts.
+//! The disk: one directory of named files, as the daemon's persistence directory. File data is
+//! volatile until an fsync of the file covers it; directory entries (a file created, renamed or
+//! removed) are volatile until an fsync of the directory.
 //!
-//! Recovery lives in [`recover`]: read the log, cut a torn tail, refuse corruption, apply the
-//! records to a [`State`]. It is the one step the daemon's recovery (several files, snapshots)
-//! will replace once that lives in core.
+//! A crash that is a power loss keeps, of the directory, what the last directory fsync made
+//! durable plus a random prefix of the metadata operations after it, and of each file, the
+//! synced bytes and, when writes tear, a random prefix of the rest, possibly with a bit flipped
+//! in its last frame. A process crash keeps everything (the page cache survives), still
+//! volatile. A write error writes a prefix of its bytes and fails every later operation until
+//! the broker restarts.
+//!
+//! Nothing here knows what the files hold: the host writes them as the daemon's storage does
+//! (`storage.rs`) and recovery reads them through midge-core's `persist::recovery`.
 
 use crate::rng::Rng;
 use bytes::Bytes;
-use midge_core::persist::{self, Damage, State};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Whether recovery fsyncs the whole log it read. The daemon syncs only a truncation, so after
-/// a process crash what the page cache kept is recovered yet still volatile until the next
-/// fsync; the simulator does the same. (No promise rests on that: a resumed session writes a
-/// record before its CONNACK, whose fsync covers the whole file, and what a clean session may
-/// be sent before then was never acknowledged to anyone.)
-pub const SYNC_ON_RECOVERY: bool = false;
-
-/// The log's file name.
-pub const LOG: &str = "log.0";
-
+/// A file's content.
 #[derive(Debug, Default, Clone)]
 pub struct File {
     pub data: Vec<u8>,
@@ -30,10 +24,27 @@ pub struct File {
     pub synced: usize,
 }
 
+type Ino = u64;
+
+/// A change to the directory not yet made durable by a directory fsync.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create(String, Ino),
+    Rename(String, String),
+    Remove(String),
+}
+
 #[derive(Debug, Default)]
 pub struct Disk {
-    pub files: BTreeMap<String, File>,
-    /// A write failed: later writes and fsyncs fail until the restart.
+    files: BTreeMap<Ino, File>,
+    next_ino: Ino,
+    /// The directory as the running system sees it.
+    entries: BTreeMap<String, Ino>,
+    /// The directory as the last directory fsync left it on disk.
+    durable: BTreeMap<String, Ino>,
+    /// Metadata operations since then, in order.
+    pending: Vec<DirOp>,
+    /// A write failed: every later operation fails until the restart.
     pub failed: bool,
 }
 
@@ -43,29 +54,67 @@ pub struct CrashReport {
     pub kept: u64,
     pub lost: u64,
     pub flipped: bool,
+    /// Directory operations not made durable that the crash undid.
+    pub undone: u32,
 }
 
-/// Why recovery cannot rebuild the state. Never expected in a correct run.
-#[derive(Debug, Clone)]
-pub enum RecoveryError {
-    Corrupt { offset: usize, error: String },
-    Inconsistent(String),
-}
-
-/// What recovery did.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Recovered {
-    pub records: u64,
-    pub truncated: u64,
+fn apply(dir: &mut BTreeMap<String, Ino>, op: &DirOp) {
+    match op {
+        DirOp::Create(name, ino) => {
+            dir.insert(name.clone(), *ino);
+        }
+        DirOp::Rename(from, to) => {
+            if let Some(ino) = dir.remove(from) {
+                dir.insert(to.clone(), ino);
+            }
+        }
+        DirOp::Remove(name) => {
+            dir.remove(name);
+        }
+    }
 }
 
 impl Disk {
-    pub fn file(&mut self, name: &str) -> &mut File {
-        self.files.entry(name.to_owned()).or_default()
+    /// The names in the directory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    fn file(&self, name: &str) -> Option<&File> {
+        self.entries.get(name).and_then(|ino| self.files.get(ino))
+    }
+
+    fn file_mut(&mut self, name: &str) -> Option<&mut File> {
+        let ino = self.entries.get(name)?;
+        self.files.get_mut(ino)
+    }
+
+    pub fn read(&self, name: &str) -> Option<Bytes> {
+        self.file(name).map(|f| Bytes::copy_from_slice(&f.data))
     }
 
     pub fn len(&self, name: &str) -> usize {
-        self.files.get(name).map_or(0, |f| f.data.len())
+        self.file(name).map_or(0, |f| f.data.len())
+    }
+
+    /// Opens `name` for writing, creating it (a new directory entry) or emptying it.
+    pub fn create(&mut self, name: &str) -> bool {
+        if self.failed {
+            return false;
+        }
+        if let Some(f) = self.file_mut(name) {
+            // Emptying an existing file: treated as durable at once (it never happens to a
+            // file whose content matters: names are never reused while they hold data).
+            *f = File::default();
+            return true;
+        }
+        self.next_ino += 1;
+        let ino = self.next_ino;
+        self.files.insert(ino, File::default());
+        let op = DirOp::Create(name.to_owned(), ino);
+        apply(&mut self.entries, &op);
+        self.pending.push(op);
+        true
     }
 
     /// Appends bytes, or on a write error a prefix of them (returned: bytes written).
@@ -80,18 +129,79 @@ impl Disk {
             }
             None => bytes.len(),
         };
-        self.file(name).data.extend_from_slice(&bytes[..n]);
+        if let Some(f) = self.file_mut(name) {
+            f.data.extend_from_slice(&bytes[..n]);
+        }
         n
     }
 
-    /// An fsync that started when the file was `upto` bytes long completed.
-    pub fn synced(&mut self, name: &str, upto: usize) -> bool {
+    /// An fsync of `name` that started when it was `upto` bytes long completed.
+    pub fn sync(&mut self, name: &str, upto: usize) -> bool {
         if self.failed {
             return false;
         }
-        let f = self.file(name);
-        f.synced = f.synced.max(upto.min(f.data.len()));
+        if let Some(f) = self.file_mut(name) {
+            f.synced = f.synced.max(upto.min(f.data.len()));
+        }
         true
+    }
+
+    /// Cuts `name` at `len` and fsyncs it.
+    pub fn truncate(&mut self, name: &str, len: usize) -> bool {
+        if self.failed {
+            return false;
+        }
+        match self.file_mut(name) {
+            Some(f) => {
+                f.data.truncate(len);
+                f.synced = f.data.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        if self.failed || !self.entries.contains_key(from) {
+            return false;
+        }
+        let op = DirOp::Rename(from.to_owned(), to.to_owned());
+        apply(&mut self.entries, &op);
+        self.pending.push(op);
+        true
+    }
+
+    pub fn remove(&mut self, name: &str) -> bool {
+        if self.failed || !self.entries.contains_key(name) {
+            return false;
+        }
+        let op = DirOp::Remove(name.to_owned());
+        apply(&mut self.entries, &op);
+        self.pending.push(op);
+        true
+    }
+
+    /// A directory fsync completed: its entries as they are now survive any crash.
+    pub fn sync_dir(&mut self) -> bool {
+        if self.failed {
+            return false;
+        }
+        self.durable = self.entries.clone();
+        self.pending.clear();
+        self.collect();
+        true
+    }
+
+    /// Forgets files no directory state, durable or not, can name any more.
+    fn collect(&mut self) {
+        let mut live: BTreeSet<Ino> = self.entries.values().copied().collect();
+        live.extend(self.durable.values().copied());
+        for op in &self.pending {
+            if let DirOp::Create(_, ino) = op {
+                live.insert(*ino);
+            }
+        }
+        self.files.retain(|ino, _| live.contains(ino));
     }
 
     /// The machine or the process goes down.
@@ -104,7 +214,29 @@ impl Disk {
     ) -> CrashReport {
         let mut report = CrashReport::default();
         let lose_everything_unsynced = power_loss || self.failed;
-        for f in self.files.values_mut() {
+        if lose_everything_unsynced {
+            // The directory: what was synced, then the metadata operations up to a point.
+            let n = self.pending.len();
+            let keep = match rng.below(3) {
+                _ if n == 0 => 0,
+                0 => 0,
+                1 => n,
+                _ => rng.below(n as u64 + 1) as usize,
+            };
+            let mut entries = std::mem::take(&mut self.durable);
+            for op in &self.pending[..keep] {
+                apply(&mut entries, op);
+            }
+            report.undone = (n - keep) as u32;
+            self.pending.clear();
+            self.entries = entries.clone();
+            self.durable = entries;
+            self.collect();
+        }
+        for ino in self.entries.values() {
+            let Some(f) = self.files.get_mut(ino) else {
+                continue;
+            };
             if lose_everything_unsynced {
                 let unsynced = f.data.len() - f.synced;
                 let keep = if tear && unsynced > 0 {
@@ -131,6 +263,8 @@ impl Disk {
                         report.flipped = true;
                     }
                 }
+                // What survived a power loss is what the disk holds.
+                f.synced = f.data.len();
             }
             report.kept += f.data.len() as u64;
         }
@@ -155,35 +289,45 @@ fn last_frame_start(data: &[u8], from: usize) -> usize {
     }
 }
 
-/// Rebuilds the durable state from the disk after a crash: the log is scanned, a torn tail is
-/// cut off (and the cut synced), corruption and inconsistency are errors.
-pub fn recover(disk: &mut Disk) -> Result<(State, Recovered), RecoveryError> {
-    let file = disk.file(LOG);
-    let data = Bytes::copy_from_slice(&file.data);
-    let scan = persist::scan(&data);
-    let mut recovered = Recovered::default();
-    match scan.damage {
-        None => {}
-        Some(Damage::TornTail { offset, .. }) => {
-            recovered.truncated = (data.len() - offset) as u64;
-            file.data.truncate(offset);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_volatile_until_the_directory_is_synced() {
+        let mut rng = Rng::new(7);
+        let mut lost_rename = false;
+        for _ in 0..64 {
+            let mut disk = Disk::default();
+            assert!(disk.create("a"));
+            disk.append("a", b"hello", None);
+            assert!(disk.sync("a", 5));
+            assert!(disk.sync_dir());
+            assert!(disk.create("t"));
+            disk.append("t", b"snap", None);
+            assert!(disk.sync("t", 4));
+            assert!(disk.rename("t", "s"));
+            assert!(disk.remove("a"));
+            assert_eq!(disk.names(), ["s"]);
+            disk.crash(&mut rng, true, true, 0.0);
+            let names = disk.names();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            // A prefix of create, rename, remove: never "a" gone without "s" there.
+            assert!(
+                [&["a"][..], &["a", "t"], &["a", "s"], &["s"]].contains(&&names[..]),
+                "{names:?}"
+            );
+            lost_rename |= !names.contains(&"s");
+            if names.contains(&"a") {
+                assert_eq!(disk.read("a").unwrap(), &b"hello"[..]);
+            }
         }
-        Some(Damage::Corrupt { offset, error }) => {
-            return Err(RecoveryError::Corrupt {
-                offset,
-                error: error.to_string(),
-            });
-        }
+        assert!(lost_rename, "some crash undoes the rename");
+        // A process crash keeps everything.
+        let mut disk = Disk::default();
+        disk.create("x");
+        disk.append("x", b"data", None);
+        disk.crash(&mut rng, false, true, 0.0);
+        assert_eq!(disk.read("x").unwrap(), &b"data"[..]);
     }
-    if recovered.truncated > 0 || SYNC_ON_RECOVERY {
-        file.synced = file.data.len();
-    }
-    let mut state = State::default();
-    for (lsn, record) in &scan.records {
-        state
-            .apply(*lsn, record)
-            .map_err(|e| RecoveryError::Inconsistent(e.to_string()))?;
-    }
-    recovered.records = scan.records.len() as u64;
-    Ok((state, recovered))
 }

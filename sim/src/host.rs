@@ -4,11 +4,12 @@
 //! as io-mio reports them, reads paused and resumed, records appended), groups fsyncs and
 //! reports `Durable` only for what an fsync covered, and crashes and restarts the broker.
 
-use crate::disk::{self, Disk, LOG};
+use crate::MS;
+use crate::disk::Disk;
 use crate::net::LinkId;
+use crate::storage::{self, Log};
 use crate::trace::Ev;
 use crate::world::{Event, World};
-use crate::{MS, SEC};
 use bytes::Bytes;
 use midge_core::broker::{Action, Broker, Config, ConnId, Input, ListenerId, Open, Time};
 use midge_core::persist::{self, Lsn, State};
@@ -37,14 +38,11 @@ pub struct Host {
     pub wake_at: Option<u64>,
     dirty: BTreeSet<ConnId>,
     pub disk: Disk,
-    /// Appends not yet covered by an fsync: (file length after it, its last LSN).
-    appended: VecDeque<(usize, Lsn)>,
+    /// The daemon's log writer and compactor (`storage.rs`).
+    pub log: Log,
+    /// The last LSN handed to the writer, and the last reported durable.
     pub written_lsn: Lsn,
     pub durable_lsn: Lsn,
-    /// The fsync running: (generation, file length it covers, LSN it makes durable).
-    fsync: Option<(u64, usize, Lsn)>,
-    fsync_scheduled: bool,
-    fsync_generation: u64,
     pub fail_next_write: bool,
     /// Every record the broker wrote, applied: its durable state as it will be once synced.
     pub shadow: State,
@@ -84,12 +82,9 @@ impl Host {
             wake_at: None,
             dirty: BTreeSet::new(),
             disk: Disk::default(),
-            appended: VecDeque::new(),
+            log: Log::default(),
             written_lsn: 0,
             durable_lsn: 0,
-            fsync: None,
-            fsync_scheduled: false,
-            fsync_generation: 0,
             fail_next_write: false,
             shadow: State::default(),
             seen_drops: 0,
@@ -106,12 +101,16 @@ fn broker_time(now: u64) -> Time {
 
 impl World {
     pub fn host_start(&mut self) {
+        match storage::recover(&mut self.host.disk, self.host.config.bug) {
+            Ok(plan) => self.storage_start(&plan),
+            Err(e) => return self.fail("recovery of an empty directory", e.to_string()),
+        }
         self.host.broker = Some(Broker::new(self.host.config.clone()));
         self.after_broker();
     }
 
     /// Hands the broker one input and carries out what follows.
-    fn broker_input(&mut self, what: &'static str, conn: ConnId, input: Input<'_>) {
+    pub(crate) fn broker_input(&mut self, what: &'static str, conn: ConnId, input: Input<'_>) {
         let now = broker_time(self.now);
         let Some(broker) = self.host.broker.as_mut() else {
             return;
@@ -199,6 +198,7 @@ impl World {
                 }
                 hc.closing = true;
                 let link = hc.link;
+                self.conn_end.entry(link).or_insert(self.now);
                 // Nothing more is read from it.
                 if let Some(l) = self.links.get_mut(&link) {
                     l.up.close();
@@ -380,6 +380,7 @@ impl World {
         if self.host.conns.get(&conn).is_some_and(|hc| !hc.closing) {
             let hc = self.host.conns.remove(&conn).expect("conn");
             self.host.dirty.remove(&conn);
+            self.conn_end.entry(hc.link).or_insert(self.now);
             if let Some(l) = self.links.get_mut(&hc.link) {
                 // Whatever the broker still had for it cannot be sent.
                 l.down.fin = true;
@@ -492,92 +493,7 @@ impl World {
         }
         self.check_memory_shadow();
         self.host.written_lsn = lsn;
-        let error = self.host.fail_next_write;
-        self.host.fail_next_write = false;
-        let was_failed = self.host.disk.failed;
-        let written = self.host.disk.append(
-            LOG,
-            &bytes,
-            if error && !was_failed {
-                Some(&mut self.rng_disk)
-            } else {
-                None
-            },
-        );
-        if error && !was_failed {
-            self.push(Ev::WriteError {
-                kept: written as u32,
-                of: bytes.len() as u32,
-            });
-            // The driver stops reporting durability; its supervisor restarts the broker.
-            let at = self.now + self.rng_fault.range(200 * MS, 3 * SEC);
-            let incarnation = self.host.incarnation;
-            self.schedule(
-                at,
-                Event::Crash {
-                    forced: Some(incarnation),
-                },
-            );
-            return;
-        }
-        if self.host.disk.failed {
-            return;
-        }
-        let end = self.host.disk.len(LOG);
-        self.host.appended.push_back((end, lsn));
-        self.schedule_fsync();
-    }
-
-    fn schedule_fsync(&mut self) {
-        if self.host.fsync.is_some() || self.host.fsync_scheduled || self.host.appended.is_empty() {
-            return;
-        }
-        self.host.fsync_scheduled = true;
-        let max = self.params.disk.group_delay_max;
-        let delay = if max == 0 || self.rng_disk.chance(0.3) {
-            0
-        } else {
-            self.rng_disk.range(0, max)
-        };
-        self.schedule(self.now + delay, Event::FsyncStart);
-    }
-
-    pub fn fsync_start(&mut self) {
-        self.host.fsync_scheduled = false;
-        if self.host.broker.is_none() || self.host.disk.failed || self.host.fsync.is_some() {
-            return;
-        }
-        let Some(&(end, lsn)) = self.host.appended.back() else {
-            return;
-        };
-        self.host.fsync_generation += 1;
-        let generation = self.host.fsync_generation;
-        self.host.fsync = Some((generation, end, lsn));
-        self.push(Ev::FsyncStart { lsn });
-        let (lo, hi) = (self.params.disk.fsync_min, self.params.disk.fsync_max);
-        let at = self.now + self.rng_disk.range(lo, hi);
-        self.schedule(at, Event::FsyncDone(generation));
-    }
-
-    pub fn fsync_done(&mut self, generation: u64) {
-        let Some((g, end, lsn)) = self.host.fsync else {
-            return;
-        };
-        if g != generation {
-            return;
-        }
-        self.host.fsync = None;
-        if !self.host.disk.synced(LOG, end) {
-            // fsync failed: nothing is reported durable any more.
-            return;
-        }
-        while self.host.appended.front().is_some_and(|(e, _)| *e <= end) {
-            self.host.appended.pop_front();
-        }
-        self.host.durable_lsn = lsn;
-        self.push(Ev::Durable { lsn });
-        self.broker_input("durable", ConnId(0), Input::Durable { lsn });
-        self.schedule_fsync();
+        self.write_batch(lsn, bytes);
     }
 
     /// The broker dropped a queued delivery and wrote it down: which message, for whom.
@@ -645,14 +561,7 @@ impl World {
         if self.rng_fault.chance(0.1) {
             self.push(Ev::Phase("graceful stop"));
             self.broker_input("shutdown", ConnId(0), Input::Shutdown);
-            let end = self.host.disk.len(LOG);
-            if self.host.disk.synced(LOG, end) && self.host.written_lsn > self.host.durable_lsn {
-                let lsn = self.host.written_lsn;
-                self.host.appended.clear();
-                self.host.durable_lsn = lsn;
-                self.push(Ev::Durable { lsn });
-                self.broker_input("durable", ConnId(0), Input::Durable { lsn });
-            }
+            self.storage_close();
             return self.die(false);
         }
         let power_loss = self.rng_disk.chance(self.params.disk.power_loss);
@@ -663,8 +572,7 @@ impl World {
         self.crashes += 1;
         self.host.broker = None;
         self.host.wake_at = None;
-        self.host.fsync = None;
-        self.host.appended.clear();
+        self.storage_die();
         self.host.dirty.clear();
         self.host.seen_drops = 0;
         self.host.discarded_records = 0;
@@ -672,6 +580,7 @@ impl World {
         // arrive (a random part of them), then the end of the stream; the rest is lost.
         let conns = std::mem::take(&mut self.host.conns);
         for hc in conns.values() {
+            self.conn_end.entry(hc.link).or_insert(self.now);
             if let Some(l) = self.links.get_mut(&hc.link) {
                 l.up.close();
                 if !l.down.closed {
@@ -694,6 +603,7 @@ impl World {
             kept: report.kept,
             lost: report.lost,
             flipped: report.flipped,
+            undone: report.undone,
         });
         self.host.restart_pending = true;
         let at = self.now + self.rng_fault.range(0, self.params.downtime_max);
@@ -706,26 +616,31 @@ impl World {
         }
         self.host.restart_pending = false;
         self.host.incarnation += 1;
-        let (state, recovered) = match disk::recover(&mut self.host.disk) {
-            Ok(x) => x,
+        let plan = match storage::recover(&mut self.host.disk, self.host.config.bug) {
+            Ok(plan) => plan,
             Err(e) => {
                 return self.fail(
                     "recovery never finds corruption after a crash",
-                    format!("{e:?}"),
+                    e.to_string(),
                 );
             }
         };
-        let lsn = state.last_lsn();
+        let lsn = plan.state.last_lsn();
         self.push(Ev::Restart {
-            records: recovered.records,
+            records: plan.report.records,
             lsn,
-            truncated: recovered.truncated,
+            snapshot: plan.report.snapshot.is_some(),
+            segments: plan.report.segments as u32,
+            truncated: plan.report.truncated.as_ref().map_or(0, |t| t.2),
         });
-        let broker = Broker::recover(self.host.config.clone(), &state, broker_time(self.now));
+        self.storage_start(&plan);
+        let broker = Broker::recover(self.host.config.clone(), &plan.state, broker_time(self.now));
         self.host.broker = Some(broker);
         self.host.written_lsn = lsn;
         self.host.durable_lsn = lsn;
-        self.host.shadow = state;
+        self.host.shadow = plan.state;
+        // The writer starts before the broker does: a long log replayed is compacted at once.
+        self.maybe_roll();
         self.check_memory_shadow();
         self.after_broker();
     }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod params;
 pub mod payload;
 pub mod rng;
+pub mod storage;
 pub mod trace;
 pub mod world;
 

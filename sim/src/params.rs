@@ -102,6 +102,11 @@ pub struct DiskParams {
     pub bit_flip: f64,
     /// Mean time between write errors, or none.
     pub write_error_mean: Option<u64>,
+    /// The log since the last snapshot that starts a new segment and a snapshot (the daemon's
+    /// `snapshot_log_bytes`, and twice the last snapshot's size).
+    pub snapshot_log_bytes: u64,
+    /// Share of rolls that plan a crash right after one of their steps or their snapshot's.
+    pub compaction_crash: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -231,14 +236,26 @@ impl Params {
             tear: rng.chance(0.8),
             bit_flip: if rng.chance(0.3) { 0.5 } else { 0.0 },
             write_error_mean: rng.chance(0.1).then(|| rng.log_range(2 * SEC, 30 * SEC)),
+            snapshot_log_bytes: 0,
+            compaction_crash: 0.0,
+        };
+        let crash_mean = rng.chance(0.85).then(|| rng.log_range(300 * MS, 15 * SEC));
+        let downtime_max = rng.log_range(MS, 3 * SEC);
+        // Drawn last, so that the draws above stay what they were for each seed.
+        let mut disk = disk;
+        disk.snapshot_log_bytes = rng.log_range(256, 64 * 1024);
+        disk.compaction_crash = if crash_mean.is_some() && rng.chance(0.5) {
+            rng.pick(&[0.1, 0.25, 0.5])
+        } else {
+            0.0
         };
         Params {
             config,
             clients,
             net,
             disk,
-            crash_mean: rng.chance(0.85).then(|| rng.log_range(300 * MS, 15 * SEC)),
-            downtime_max: rng.log_range(MS, 3 * SEC),
+            crash_mean,
+            downtime_max,
             workload: workload_secs * SEC,
             quiet_max: 1200 * SEC,
         }
@@ -254,7 +271,13 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
     let session = match rng.weighted(&[6, 2, 2]) {
         0 => SessionKind::Persistent,
         1 => SessionKind::Clean,
-        _ if version.is_v5() => SessionKind::Expiring(rng.range(1, 10) as u32),
+        // Short intervals half the time, so that reconnects near the expiry happen in short
+        // runs too.
+        _ if version.is_v5() => SessionKind::Expiring(if rng.chance(0.5) {
+            rng.range(1, 3) as u32
+        } else {
+            rng.range(1, 10) as u32
+        }),
         _ => SessionKind::Persistent,
     };
     let mut keep_alive = if rng.chance(0.3) {
@@ -321,7 +344,11 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
             };
             (qos_of(rng.below(3) as usize), delay)
         }),
-        p_disconnect: per_act(rng.pick(&[0, 2, 8, 30])),
+        // Expiring sessions are left (and come back around their expiry) every few seconds.
+        p_disconnect: match session {
+            SessionKind::Expiring(_) => per_act(rng.pick(&[1, 2, 4])),
+            _ => per_act(rng.pick(&[0, 2, 8, 30])),
+        },
         p_drop: per_act(rng.pick(&[0, 2, 8, 30])),
         p_fresh: per_act(rng.pick(&[0, 0, 20, 60])),
         p_resubscribe: per_act(rng.pick(&[0, 4, 15])),

@@ -85,11 +85,19 @@ pub enum Ev {
         kept: u64,
         lost: u64,
         flipped: bool,
+        undone: u32,
     },
     Restart {
         records: u64,
         lsn: u64,
+        snapshot: bool,
+        segments: u32,
         truncated: u64,
+    },
+    /// A file operation of the log writer or compactor.
+    File {
+        what: &'static str,
+        name: String,
     },
     Connect {
         client: usize,
@@ -156,6 +164,7 @@ impl fmt::Display for Ev {
                 kept,
                 lost,
                 flipped,
+                undone,
             } => {
                 let kind = if *power_loss {
                     "power loss"
@@ -169,16 +178,24 @@ impl fmt::Display for Ev {
                 if *flipped {
                     f.write_str(", a bit flipped in the torn tail")?;
                 }
+                if *undone > 0 {
+                    write!(f, ", {undone} directory operations undone")?;
+                }
                 Ok(())
             }
             Ev::Restart {
                 records,
                 lsn,
+                snapshot,
+                segments,
                 truncated,
             } => write!(
                 f,
-                "BROKER RESTART: {records} records up to lsn {lsn}, {truncated} torn bytes cut"
+                "BROKER RESTART: {}{records} records from {segments} segments, up to lsn \
+                 {lsn}, {truncated} torn bytes cut",
+                if *snapshot { "a snapshot and " } else { "" }
             ),
+            Ev::File { what, name } => write!(f, "disk: {what} {name}"),
             Ev::Connect {
                 client,
                 link,

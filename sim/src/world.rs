@@ -43,6 +43,8 @@ pub enum Event {
     BrokerWake(u64),
     FsyncStart,
     FsyncDone(u64),
+    /// The next step of a roll or compaction (`storage.rs`), named by its sequence number.
+    StorageStep(u64),
     Client(usize, u64, ClientTimer),
     /// A crash during the workload; a `forced` one (the supervisor restarting the broker
     /// incarnation whose disk failed) happens in any phase, unless that broker is gone already.
@@ -107,6 +109,9 @@ pub struct World {
     pub crashes: u64,
     /// The client that checks the retained store at the end.
     pub auditor: usize,
+    /// When the broker stopped knowing each link's connection (it closed it, was told it
+    /// closed, or crashed): where a detached session's expiry starts.
+    pub conn_end: BTreeMap<LinkId, u64>,
 }
 
 /// Most events a run may take before it counts as a livelock.
@@ -190,6 +195,7 @@ impl World {
             events: 0,
             crashes: 0,
             auditor,
+            conn_end: BTreeMap::new(),
         }
     }
 
@@ -278,6 +284,7 @@ impl World {
             Event::BrokerWake(at) => self.broker_wake(at),
             Event::FsyncStart => self.fsync_start(),
             Event::FsyncDone(generation) => self.fsync_done(generation),
+            Event::StorageStep(seq) => self.storage_step(seq),
             Event::Client(c, generation, timer) => self.client_timer(c, generation, timer),
             Event::Crash { forced } => {
                 let due = match forced {

@@ -153,7 +153,12 @@ impl Broker {
             // MQTT 5 session with expiry interval 0 [MQTT-3.1.2-25] (5.0).
             Expiry::OnDisconnect => self.end_session(key),
             Expiry::After(secs) => {
-                let at = self.now.plus_secs(u64::from(secs));
+                #[allow(unused_mut)]
+                let mut at = self.now.plus_secs(u64::from(secs));
+                #[cfg(feature = "sim-bugs")]
+                if crate::bugs::planted(&self.config, crate::bugs::Bug::ExpireSessionEarly) {
+                    at = self.now.plus_millis(u64::from(secs) * 500);
+                }
                 self.sessions[key].expires_at = Some(at);
                 self.timers.schedule(at, Timer::SessionExpiry(key));
             }

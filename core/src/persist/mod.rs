@@ -1,6 +1,8 @@
 //! Durability: the records the broker emits, their encoding with checksums, the durable state
-//! they add up to, and reading them back after a crash. Shared by the daemon's log files and the
-//! simulator's disk, so both recover through the same code.
+//! they add up to, the files of a log directory (`files`), snapshots (`snapshot`), and reading
+//! a directory back after a crash (`recovery`). Shared by the daemon's log files and the
+//! simulator's disk, so both write the same files in the same order and recover through the
+//! same code.
 //!
 //! The protocol (see the broker's `Action::Persist` and `Input::Durable`): the broker emits
 //! records with increasing log sequence numbers, in batches that each end with a `Commit`; the
@@ -10,7 +12,9 @@
 //! what was written on disk; recovery takes whole batches only, so it never starts from a state
 //! the broker was in only halfway through one of its steps.
 
+pub mod files;
 mod record;
+pub mod recovery;
 pub mod snapshot;
 mod state;
 

@@ -1,6 +1,7 @@
 //! The compactor thread: keeps a `State` up to date with every batch the writer wrote, and
 //! when the writer asks (having started a new segment), writes it as a snapshot and removes the
-//! segments and snapshots it replaces.
+//! segments and snapshots it replaces (`format::write_snapshot`, in the order of
+//! `midge_core::persist::files::SNAPSHOT_STEPS`).
 //!
 //! It owns the state outright, so a snapshot needs no copy of it and stops nothing: batches
 //! written meanwhile wait in the channel and are applied afterwards. The writer asks for a
@@ -11,7 +12,7 @@ use super::format::{self, SnapshotError, decode_owned};
 use super::fs::Fs;
 use bytes::Bytes;
 use midge_core::persist::{Lsn, State};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -77,11 +78,12 @@ impl Compactor {
 
     fn snapshot(&mut self, lsn: Lsn) {
         let started = Instant::now();
-        match format::write_snapshot(&*self.fs, &self.dir, &self.state, &self.shared.stop) {
-            Ok(size) => {
+        let written =
+            format::write_snapshot(&*self.fs, &self.dir, &self.state, &self.shared.stop, true);
+        match written {
+            Ok((size, removed)) => {
                 self.shared.snapshot_size.store(size, Ordering::Relaxed);
                 self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
-                let removed = remove_replaced(&*self.fs, &self.dir, lsn);
                 let (messages, _) = self.state.message_totals();
                 tracing::info!(
                     "snapshot at LSN {lsn}: {size} bytes, {} sessions, {messages} messages, in \
@@ -113,29 +115,4 @@ fn apply_batch(state: &mut State, batch: &[u8]) -> Result<(), String> {
         offset += used;
     }
     Ok(())
-}
-
-/// Removes the segments a snapshot at `lsn` replaces (the newest segment starts after it) and
-/// older snapshots. Returns how many files went.
-fn remove_replaced(fs: &dyn Fs, dir: &Path, lsn: Lsn) -> usize {
-    let listing = match format::list(dir) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("cannot list {}: {e}", dir.display());
-            return 0;
-        }
-    };
-    let mut removed = 0;
-    let old = listing
-        .segments
-        .iter()
-        .filter(|(first, _)| *first <= lsn)
-        .chain(listing.snapshots.iter().filter(|(at, _)| *at < lsn));
-    for (_, path) in old {
-        match fs.remove(path) {
-            Ok(()) => removed += 1,
-            Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
-        }
-    }
-    removed
 }

@@ -438,7 +438,7 @@ fn an_inconsistent_record_refuses_to_start() {
 
 /// Writes `state` as a snapshot in `dir` with the real file system.
 fn snapshot(dir: &Path, state: &State) -> PathBuf {
-    format::write_snapshot(&OsFs, dir, state, &AtomicBool::new(false)).unwrap();
+    format::write_snapshot(&OsFs, dir, state, &AtomicBool::new(false), false).unwrap();
     dir.join(snapshot_name(state.last_lsn()))
 }
 
