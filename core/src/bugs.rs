@@ -34,11 +34,17 @@ pub enum Bug {
     /// Recovery does not fsync the segment the log continues in, so records a process crash
     /// left in the page cache stay volatile while the next segment is started after them.
     SkipRecoverySync,
+    /// A shared subscription member's queued messages are dropped, uncounted, when its
+    /// connection goes, instead of being handed to another member.
+    SharedLoseOnHandOver,
+    /// QoS 2 messages in flight to a shared subscription member whose connection goes are
+    /// copied to another member too, as QoS 1 ones are.
+    SharedCopyQos2,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 11] = [
         Bug::AckBeforeDurable,
         Bug::ForgetInboundQos2,
         Bug::PublishInsteadOfPubrel,
@@ -48,6 +54,8 @@ impl Bug {
         Bug::ExpireSessionEarly,
         Bug::RemoveBeforeSnapshot,
         Bug::SkipRecoverySync,
+        Bug::SharedLoseOnHandOver,
+        Bug::SharedCopyQos2,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -62,6 +70,8 @@ impl Bug {
             Bug::ExpireSessionEarly => "expire-session-early",
             Bug::RemoveBeforeSnapshot => "remove-before-snapshot",
             Bug::SkipRecoverySync => "skip-recovery-sync",
+            Bug::SharedLoseOnHandOver => "shared-lose-on-hand-over",
+            Bug::SharedCopyQos2 => "shared-copy-qos2",
         }
     }
 
@@ -79,6 +89,10 @@ impl Bug {
                 "remove compacted segments before the snapshot's rename is durable"
             }
             Bug::SkipRecoverySync => "leave the recovered newest segment unsynced",
+            Bug::SharedLoseOnHandOver => {
+                "drop a lost shared subscription member's queue instead of handing it over"
+            }
+            Bug::SharedCopyQos2 => "hand QoS 2 in flight to another shared subscription member",
         }
     }
 

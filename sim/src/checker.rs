@@ -30,7 +30,7 @@
 use crate::payload::{self, Kind, Tag};
 use crate::trace::fmt_time;
 use midge_core::codec::QoS;
-use midge_core::codec::topic::matches;
+use midge_core::codec::topic::{matches, parse_shared};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The first property a run violated.
@@ -100,6 +100,8 @@ pub struct ClientView {
     /// MQTT 5 Maximum Packet Size the client announces, with its version (for sizes).
     pub max_packet: Option<u32>,
     pub v5: bool,
+    /// A member of the run's shared subscription group, subscribed to nothing else.
+    pub worker: bool,
 }
 
 /// A retained publish of a topic's owner: a message, or a clear (empty payload).
@@ -121,6 +123,8 @@ pub struct Checker {
     pub drops: BTreeMap<u64, u64>,
     /// (client, message) deliveries the broker's log says it discarded.
     pub discards: BTreeSet<(usize, Tag)>,
+    /// The worker each message reached at QoS 2 through the shared subscription group.
+    pub group_qos2: BTreeMap<Tag, usize>,
     /// Retained deliveries the auditor received at the end, by topic.
     pub audit: BTreeMap<String, Vec<Tag>>,
     pub auditor: usize,
@@ -139,6 +143,13 @@ pub struct Counts {
     pub ended: u64,
     /// Missing, and matched by a counted drop.
     pub dropped: u64,
+}
+
+/// Whether a subscription's filter matches a topic; a shared subscription matches by the filter
+/// after its Share Name.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    let inner = parse_shared(filter).map_or(filter, |(_, inner)| inner);
+    matches(inner, topic)
 }
 
 /// Size of the PUBLISH the broker would send for a message at QoS 1 or 2 in this version.
@@ -361,6 +372,24 @@ impl Checker {
                 ),
             );
         }
+        // A group gives each message to one member: at QoS 2 never to a second one.
+        if accepted
+            && !retain
+            && qos == QoS::ExactlyOnce
+            && self.clients[c].worker
+            && !msg.repeatable
+        {
+            let worker = *self.group_qos2.entry(tag).or_insert(c);
+            if worker != c {
+                return self.fail(
+                    "shared subscription: one member per message",
+                    format!(
+                        "c{c} received c{}#{} ({topic}) at QoS 2 through the shared subscription, which c{worker} received it through",
+                        tag.0, tag.1
+                    ),
+                );
+            }
+        }
         let auditor = self.auditor;
         let view = &mut self.clients[c];
         let Some(e) = view.epochs.last_mut() else {
@@ -373,7 +402,7 @@ impl Checker {
         let granted = e
             .sent_filters
             .iter()
-            .filter(|(f, _, _)| matches(f, topic))
+            .filter(|(f, _, _)| filter_matches(f, topic))
             .map(|(_, q, _)| *q)
             .max();
         match granted {
@@ -411,7 +440,7 @@ impl Checker {
             let earliest_sub = e
                 .sent_filters
                 .iter()
-                .filter(|(f, _, _)| matches(f, topic))
+                .filter(|(f, _, _)| filter_matches(f, topic))
                 .map(|(_, _, t)| *t)
                 .min()
                 .unwrap_or(0);
@@ -421,7 +450,7 @@ impl Checker {
                 let subscribes = e
                     .sent_filters
                     .iter()
-                    .filter(|(f, _, _)| matches(f, topic))
+                    .filter(|(f, _, _)| filter_matches(f, topic))
                     .count() as u32;
                 if *sends > subscribes {
                     let n = *sends;
@@ -499,7 +528,8 @@ impl Checker {
                 ),
             );
         }
-        if first && kind != Kind::Will {
+        // Shared subscriptions have no order: a member's unacknowledged messages go to another.
+        if first && kind != Kind::Will && !view.worker {
             let key = (tag.0, topic.to_owned(), msg.qos as u8, qos as u8);
             let last = e.order.entry(key).or_insert(0);
             // A QoS 1 message sent twice by its publisher is taken in twice: the second copy
@@ -548,10 +578,57 @@ impl Checker {
         }
         let mut missing = Vec::new();
         let mut counts = Counts::default();
+        // The shared subscription group is owed each message once, when every member asked for
+        // QoS 1 or 2 (a member at QoS 0 may be chosen, and QoS 0 may be dropped).
+        let workers: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| self.clients[c].worker)
+            .collect();
+        let group_reliable = workers.iter().all(|&w| {
+            self.clients[w]
+                .epochs
+                .iter()
+                .all(|e| e.sent_filters.iter().all(|(_, q, _)| *q != QoS::AtMostOnce))
+        });
         for (tag, m) in &self.msgs {
             let Some(acked) = m.acked else { continue };
             if m.qos == QoS::AtMostOnce || m.kind == Kind::Will {
                 continue;
+            }
+            let group_owed = group_reliable
+                && workers.iter().any(|&w| {
+                    self.clients[w].epochs.iter().any(|e| {
+                        e.entitled
+                            && e.subs.iter().any(|s| {
+                                s.acked_at < m.first_sent && filter_matches(&s.filter, &m.topic)
+                            })
+                    })
+                });
+            if group_owed {
+                counts.owed += 1;
+                let got = workers.iter().any(|&w| {
+                    self.clients[w]
+                        .epochs
+                        .iter()
+                        .any(|e| e.received.get(tag).is_some_and(|r| r.count > 0))
+                });
+                if got {
+                    counts.delivered += 1;
+                } else {
+                    missing.push(Missing {
+                        logged: workers.iter().any(|&w| self.discards.contains(&(w, *tag))),
+                        from: m.first_sent,
+                        to: acked,
+                        what: format!(
+                            "c{}#{} ({}, {:?}, sent at {}, acknowledged at {}) never reached a member of the shared subscription group",
+                            tag.0,
+                            tag.1,
+                            m.topic,
+                            m.qos,
+                            fmt_time(m.first_sent).trim(),
+                            fmt_time(acked).trim()
+                        ),
+                    });
+                }
             }
             for (c, view) in self.clients.iter().enumerate() {
                 if c == self.auditor {

@@ -10,7 +10,7 @@
 use crate::MS;
 use crate::SEC;
 use crate::net::LinkId;
-use crate::params::{ClientSpec, FILTERS, RETAINED_PER_OWNER, SessionKind, TOPICS};
+use crate::params::{ClientSpec, RETAINED_PER_OWNER, SessionKind, TOPICS};
 use crate::payload::{self, Kind, TAG_LEN, Tag};
 use crate::rng::Rng;
 use crate::trace::{Ev, Pkt};
@@ -655,9 +655,6 @@ impl World {
                     };
                     match granted {
                         Some(g) if g == *qos => self.checker.sub_acked(c, filter, g),
-                        // Shared subscriptions are not offered yet: refused is right. Once they
-                        // are, entitlement must follow group semantics (one member each).
-                        None if codec::topic::is_shared(filter) => {}
                         _ => {
                             return self.fail(
                                 "subscriptions are granted",
@@ -981,12 +978,9 @@ impl World {
         if !cl.subs_done || !cl.pending_sub.is_empty() {
             return;
         }
-        if cl.spec.tries_shared && cl.rng.chance(0.3) {
-            let filter = ByteString::from(format!("$share/g/{}", cl.rng.pick(&FILTERS)));
-            return self.send_subscribe(c, vec![(filter, QoS::AtLeastOnce)]);
-        }
         let spec_filters: Vec<(&'static str, QoS)> = cl.spec.filters.clone();
-        if !cl.active.is_empty() && cl.rng.chance(0.5) {
+        // Workers never leave their group.
+        if !cl.spec.shared_worker && !cl.active.is_empty() && cl.rng.chance(0.5) {
             let keys: Vec<ByteString> = cl.active.keys().cloned().collect();
             let filter = keys[cl.rng.below(keys.len() as u64) as usize].clone();
             cl.active.remove(&filter);

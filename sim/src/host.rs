@@ -423,12 +423,21 @@ impl World {
             self.host.seen_drops = stats.dropped_queue_full;
             self.checker.dropped(n);
         }
-        if stats.dropped_queue_full + stats.dropped_too_large < self.host.discarded_records {
+        if stats.dropped_queue_full
+            + stats.dropped_too_large
+            + stats.dropped_expired
+            + stats.shared_handed_over
+            < self.host.discarded_records
+        {
             return self.fail(
                 "drops are counted",
                 format!(
-                    "the broker discarded {} queued deliveries but counts {} dropped (queue full) and {} (too large)",
-                    self.host.discarded_records, stats.dropped_queue_full, stats.dropped_too_large
+                    "the broker discarded {} queued deliveries but counts {} dropped (queue full), {} (too large), {} (expired) and {} handed to another shared subscription member",
+                    self.host.discarded_records,
+                    stats.dropped_queue_full,
+                    stats.dropped_too_large,
+                    stats.dropped_expired,
+                    stats.shared_handed_over
                 ),
             );
         }

@@ -16,9 +16,9 @@ pub const TOPICS: [&str; 5] = ["a/b", "a/c", "b/c", "a/b/c", "x"];
 /// Retained topics per owner: `r/<owner>/<k>`.
 pub const RETAINED_PER_OWNER: usize = 2;
 
-/// Whether clients ask for shared subscriptions. The broker grants them now; the checker's
-/// model must deliver each message to one member of a group before clients may use them.
-const SHARED_IN_MODEL: bool = false;
+/// The shared subscription groups a run's workers may join, one per run.
+pub const SHARED_FILTERS: [&str; 4] =
+    ["$share/g/a/#", "$share/g/+/+", "$share/g/#", "$share/g/a/b"];
 
 /// How long a client's session lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,9 @@ pub struct ClientSpec {
     pub p_drop: f64,
     pub p_fresh: f64,
     pub p_resubscribe: f64,
-    /// MQTT 5: sometimes asks for a shared subscription, which the broker refuses for now.
-    pub tries_shared: bool,
+    /// A worker: a persistent session whose one subscription is the run's shared subscription
+    /// group, which it never leaves (see `checker.rs` for what a group is owed).
+    pub shared_worker: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +250,18 @@ impl Params {
         } else {
             0.0
         };
+        // Some runs have a shared subscription group of two or more workers, of both versions.
+        if rng.chance(0.35) {
+            let group = rng.pick(&SHARED_FILTERS);
+            let workers = rng.range_usize(2, clients.len().min(4));
+            for c in clients.iter_mut().take(workers) {
+                c.shared_worker = true;
+                c.session = SessionKind::Persistent;
+                c.filters = vec![(group, qos_of(rng.weighted(&[1, 3, 3])))];
+                c.p_fresh = 0.0;
+                c.max_packet_size = None;
+            }
+        }
         Params {
             config,
             clients,
@@ -352,6 +365,6 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
         p_drop: per_act(rng.pick(&[0, 2, 8, 30])),
         p_fresh: per_act(rng.pick(&[0, 0, 20, 60])),
         p_resubscribe: per_act(rng.pick(&[0, 4, 15])),
-        tries_shared: SHARED_IN_MODEL && version.is_v5() && rng.chance(0.2),
+        shared_worker: false,
     }
 }

@@ -158,7 +158,7 @@ impl World {
                 p_drop: 0.0,
                 p_fresh: 0.0,
                 p_resubscribe: 0.0,
-                tries_shared: false,
+                shared_worker: false,
             },
             root.fork(),
         ));
@@ -166,6 +166,7 @@ impl World {
         for (i, c) in clients.iter().enumerate() {
             checker.clients[i].max_packet = c.spec.max_packet_size;
             checker.clients[i].v5 = c.spec.version.is_v5();
+            checker.clients[i].worker = c.spec.shared_worker;
         }
         // Payloads, plus topic (at most 8 bytes here), packet id, properties and header.
         let largest_payload = params.clients.iter().map(|c| c.max_payload).max();

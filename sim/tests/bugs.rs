@@ -101,7 +101,7 @@ fn skip_recovery_sync_is_caught() {
 
 #[test]
 fn every_bug_has_a_test() {
-    assert_eq!(Bug::ALL.len(), 9);
+    assert_eq!(Bug::ALL.len(), 11);
     for bug in Bug::ALL {
         assert_eq!(Bug::from_name(bug.name()), Some(bug));
     }
@@ -117,4 +117,14 @@ fn without_a_bug_seeds_pass_and_replay_exactly() {
             outcome.report.as_deref().unwrap_or_default()
         );
     }
+}
+
+#[test]
+fn shared_lose_on_hand_over_is_caught() {
+    caught(Bug::SharedLoseOnHandOver);
+}
+
+#[test]
+fn shared_copy_qos2_is_caught() {
+    caught(Bug::SharedCopyQos2);
 }

@@ -345,32 +345,39 @@ impl Outbound {
             .collect()
     }
 
-    /// Takes out the deliveries chosen for a shared subscription that `take` accepts and that
-    /// no client has acknowledged receiving: QoS 1 messages in flight (with their packet ids),
-    /// in the order first sent, then queued ones. QoS 2 messages in flight stay: that flow
-    /// completes with the client it started with [MQTT-4.8.2-4] (5.0).
+    /// The deliveries chosen for a shared subscription that `take` accepts and that no client
+    /// has acknowledged receiving: copies of the QoS 1 messages in flight, in the order first
+    /// sent, then the queued ones, taken out. A QoS 1 message in flight stays too, with its
+    /// packet id: the id may not be reused before its PUBACK [MQTT-2.2.1-3] (5.0), and at least
+    /// once allows the copy; it is copied once only. QoS 2 messages in flight stay and are not
+    /// copied: that flow completes with the client it started with [MQTT-4.8.2-4] (5.0).
     pub(crate) fn take_shared(
         &mut self,
         mut take: impl FnMut(&ByteString) -> bool,
+        #[cfg(feature = "sim-bugs")] copy_qos2: bool,
     ) -> Vec<(Option<PacketId>, Delivery)> {
+        #[cfg(not(feature = "sim-bugs"))]
+        let copy_qos2 = false;
         let mut out = Vec::new();
-        let inflight: Vec<PacketId> = self
-            .inflight_in_order()
-            .into_iter()
-            .filter(|(_, stage)| {
-                matches!(stage, Stage::Qos1Sent(d) if d.shared.as_ref().is_some_and(&mut take))
+        let mut inflight: Vec<(u64, PacketId, &Delivery)> = self
+            .inflight
+            .iter()
+            .filter_map(|(id, e)| match &e.stage {
+                Stage::Qos1Sent(d) if d.shared.as_ref().is_some_and(&mut take) => {
+                    Some((e.seq, *id, d))
+                }
+                Stage::Qos2Sent(d) if copy_qos2 && d.shared.as_ref().is_some_and(&mut take) => {
+                    Some((e.seq, *id, d))
+                }
+                _ => None,
             })
-            .map(|(id, _)| id)
             .collect();
-        for id in inflight {
-            if let Some(Inflight {
-                stage: Stage::Qos1Sent(d),
-                ..
-            }) = self.inflight.remove(&id)
-            {
-                self.forget_resend(id, &Stage::Qos1Sent(d.clone()));
-                out.push((Some(id), d));
-            }
+        inflight.sort_unstable_by_key(|(seq, _, _)| *seq);
+        for (_, id, d) in inflight {
+            let mut copy = d.clone();
+            copy.recorded = false;
+            copy.id = 0;
+            out.push((Some(id), copy));
         }
         if self.queue.iter().any(|d| d.shared.is_some()) {
             let mut kept = VecDeque::with_capacity(self.queue.len());
@@ -386,6 +393,29 @@ impl Outbound {
             }
         }
         out
+    }
+
+    /// A QoS 1 message in flight was copied to another member of its shared subscription: it
+    /// is not copied again.
+    pub(crate) fn copied_to_another(&mut self, id: PacketId) {
+        if let Some(Inflight {
+            stage: Stage::Qos1Sent(d) | Stage::Qos2Sent(d),
+            ..
+        }) = self.inflight.get_mut(&id)
+        {
+            d.shared = None;
+        }
+    }
+
+    /// Whether the queue has room for a delivery of `payload` bytes under the limits (0 = none).
+    pub(crate) fn has_queue_room(
+        &self,
+        payload: usize,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> bool {
+        (max_messages == 0 || self.queue.len() - self.queued_on_subscribe < max_messages)
+            && (max_bytes == 0 || self.queued_bytes + payload <= max_bytes)
     }
 
     /// Takes every queued delivery whose message has expired off the queue and returns them.

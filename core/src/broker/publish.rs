@@ -343,6 +343,34 @@ impl Broker {
         true
     }
 
+    /// Whether a message fits the Maximum Packet Size of a member's connected client.
+    pub(super) fn fits_member(&self, key: SessionKey, msg: &Message, entry: &SubEntry) -> bool {
+        let Some(client) = self.sessions[key]
+            .conn
+            .and_then(|id| self.conns.get(&id))
+            .and_then(|c| c.client())
+        else {
+            return true;
+        };
+        if client.max_packet_size >= MAX_PACKET_SIZE {
+            return true;
+        }
+        let probe = Delivery {
+            qos: entry.qos.min(msg.qos),
+            retain: msg.retain && entry.retain_as_published,
+            subscription_ids: entry.subscription_id.into_iter().collect(),
+            id: 0,
+            recorded: false,
+            on_subscribe: false,
+            shared: None,
+            msg: Arc::new(msg.clone()),
+        };
+        let packet = Packet::Publish(probe.to_publish(PacketId::new(1), false, self.now));
+        packet
+            .encoded_len(client.version)
+            .is_ok_and(|len| len <= client.max_packet_size as usize)
+    }
+
     /// The member of a group a message goes to, taking turns: the first, after the one chosen
     /// last, whose client is connected and can take it now (room in its window, or for QoS 0
     /// room in its output); failing that the first connected one; failing that, so that a
@@ -362,32 +390,12 @@ impl Broker {
                 continue;
             }
             let session = &self.sessions[key];
-            let Some(client) = session
-                .conn
-                .and_then(|id| self.conns.get(&id))
-                .and_then(|c| c.client())
-            else {
+            if session.conn.is_none() {
                 away = away.or(Some((key, *entry)));
                 continue;
-            };
-            if client.max_packet_size < MAX_PACKET_SIZE {
-                let probe = Delivery {
-                    qos: entry.qos.min(msg.qos),
-                    retain: msg.retain && entry.retain_as_published,
-                    subscription_ids: entry.subscription_id.into_iter().collect(),
-                    id: 0,
-                    recorded: false,
-                    on_subscribe: false,
-                    shared: None,
-                    msg: Arc::new(msg.clone()),
-                };
-                let packet = Packet::Publish(probe.to_publish(PacketId::new(1), false, self.now));
-                if packet
-                    .encoded_len(client.version)
-                    .is_ok_and(|len| len > client.max_packet_size as usize)
-                {
-                    continue;
-                }
+            }
+            if !self.fits_member(key, msg, entry) {
+                continue;
             }
             let ready = match entry.qos.min(msg.qos) {
                 QoS::AtMostOnce => !self.output_backed_up(key),
@@ -499,7 +507,7 @@ impl Broker {
 
     /// Outbound messages a session's client accepts in flight: the smaller of the configured
     /// window and the client's Receive Maximum [MQTT-3.3.4-9] (5.0).
-    fn window(&self, key: SessionKey) -> usize {
+    pub(super) fn window(&self, key: SessionKey) -> usize {
         let configured = match self.config.max_inflight_messages {
             0 => usize::from(u16::MAX),
             n => usize::from(n),

@@ -8,6 +8,7 @@
 //! member lives in the broker (it depends on sessions and connections); the group remembers
 //! who it chose last, so members take turns.
 
+use super::message::{Delivery, Message};
 use super::router::Router;
 use super::session::SessionKey;
 use super::subscribe::SubEntry;
@@ -132,9 +133,11 @@ impl SharedSubscriptions {
 impl super::Broker {
     /// Hands the unacknowledged messages a member got through shared subscriptions to other
     /// members: when its connection is gone, to members connected now (otherwise they wait for
-    /// it to come back); when its session ends, to any member, so they are not lost. QoS 2
-    /// messages already sent stay with it [MQTT-4.8.2-4], and go nowhere else if its session
-    /// ends [MQTT-4.8.2-5] (5.0).
+    /// it to come back); when its session ends, to any member, so they are not lost. Queued
+    /// messages move; QoS 1 messages in flight are copied, once, and also resent to the member
+    /// if it comes back (at least once, and their packet ids stay in use until acknowledged).
+    /// QoS 2 messages already sent stay with it [MQTT-4.8.2-4], and go nowhere else if its
+    /// session ends [MQTT-4.8.2-5] (5.0).
     pub(super) fn hand_over_shared(&mut self, key: SessionKey, session_ends: bool) {
         if self.shared.len() == 0 {
             return;
@@ -157,21 +160,98 @@ impl super::Broker {
         if takers.is_empty() {
             return;
         }
-        let moved = self.sessions[key]
-            .outbound
-            .take_shared(|full| takers.contains(full));
-        for (packet_id, d) in moved {
-            match packet_id {
-                Some(id) => self.record_outbound(key, id, false),
-                None => self.record_discarded(key, &d),
-            }
-            let Some(full) = &d.shared else { continue };
-            let Some(group) = self.shared.group_by_filter(full) else {
+        let moved = self.sessions[key].outbound.take_shared(
+            |full| takers.contains(full),
+            #[cfg(feature = "sim-bugs")]
+            crate::bugs::planted(&self.config, crate::bugs::Bug::SharedCopyQos2),
+        );
+        let mut stay = Vec::new();
+        for (in_flight, d) in moved {
+            let member = d
+                .shared
+                .as_ref()
+                .and_then(|full| self.shared.group_by_filter(full))
+                .and_then(|g| {
+                    self.hand_over_to(g, &d.msg, key, session_ends)
+                        .map(|m| (g, m))
+                });
+            let Some((group, (member, entry))) = member else {
+                // Nobody can take it without dropping it: it stays where it was.
+                if in_flight.is_none() {
+                    stay.push(d);
+                }
                 continue;
             };
-            if !self.deliver_shared(group, &d.msg, Some(key)) {
-                tracing::debug!(filter = %full, "no other member of the shared subscription could take a message");
+            match in_flight {
+                Some(id) => self.sessions[key].outbound.copied_to_another(id),
+                None => self.record_discarded(key, &d),
+            }
+            #[cfg(feature = "sim-bugs")]
+            if in_flight.is_none()
+                && crate::bugs::planted(&self.config, crate::bugs::Bug::SharedLoseOnHandOver)
+            {
+                continue;
+            }
+            self.stats.shared_handed_over += 1;
+            self.shared.set_last(group, member);
+            let d = Delivery {
+                qos: entry.qos.min(d.msg.qos),
+                retain: d.msg.retain && entry.retain_as_published,
+                subscription_ids: entry.subscription_id.into_iter().collect(),
+                id: 0,
+                recorded: false,
+                on_subscribe: false,
+                shared: d.shared,
+                msg: d.msg,
+            };
+            self.deliver(member, d);
+        }
+        for d in stay {
+            self.sessions[key].outbound.restore_queued(d);
+        }
+    }
+
+    /// The member a message a member `from` gives up goes to: one that can take it without
+    /// dropping it (connected with room in its window, or with room in its queue), connected
+    /// unless `from`'s session ends, allowed to receive it and not too small for it; taking
+    /// turns as routing does.
+    fn hand_over_to(
+        &self,
+        group: GroupKey,
+        msg: &Message,
+        from: SessionKey,
+        any_member: bool,
+    ) -> Option<(SessionKey, SubEntry)> {
+        let (max_msgs, max_bytes) = (
+            self.config.max_queued_messages,
+            self.config.max_queued_bytes,
+        );
+        let mut queueing = None;
+        for (key, entry) in self.shared.group(group).in_turn() {
+            if key == from || !self.allowed(key, crate::auth::Access::Receive, &msg.topic) {
+                continue;
+            }
+            let session = &self.sessions[key];
+            let connected = session.conn.is_some();
+            if !connected && !any_member {
+                continue;
+            }
+            if connected && !self.fits_member(key, msg, entry) {
+                continue;
+            }
+            let outbound = &session.outbound;
+            if connected
+                && !outbound.has_resend()
+                && outbound.queue_is_empty()
+                && outbound.has_room(self.window(key))
+            {
+                return Some((key, *entry));
+            }
+            if queueing.is_none() && outbound.has_queue_room(msg.payload.len(), max_msgs, max_bytes)
+            {
+                queueing = Some((key, *entry));
             }
         }
+        queueing
     }
 }

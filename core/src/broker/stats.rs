@@ -36,6 +36,10 @@ pub struct Stats {
     /// Copies of messages deleted because their Message Expiry Interval passed before they
     /// could be sent (queued ones, and retained messages found expired).
     pub dropped_expired: u64,
+    /// Deliveries a shared subscription member lost its connection or session with, handed to
+    /// another member of the group: queued ones moved (each leaves a `Discarded` record for the
+    /// first member), QoS 1 ones in flight copied.
+    pub shared_handed_over: u64,
     /// Retained messages stored now.
     pub retained_messages: u64,
     /// Bytes received from clients.
