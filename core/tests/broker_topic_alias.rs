@@ -209,3 +209,32 @@ fn a_resumed_session_resends_with_the_full_topic_name() {
         ]
     );
 }
+
+#[test]
+fn an_alias_is_not_used_where_it_would_exceed_the_maximum_packet_size() {
+    // The Topic Alias property adds 3 bytes: a message that fits the client's Maximum Packet
+    // Size without it is sent without it [MQTT-3.1.2-24] (5.0), and no alias is taken.
+    let mut w = World::default();
+    let mut c = connect(V5, "sub");
+    c.properties.topic_alias_maximum = Some(2);
+    // PUBLISH QoS 0 to "t" with a 10-byte payload: 2 + 3 (topic) + 1 (properties) + 10 = 16
+    // bytes after the fixed header, 18 in all; with the alias, 21.
+    c.properties.maximum_packet_size = std::num::NonZeroU32::new(18);
+    let (sub, _) = w.connect(c);
+    w.subscribe(sub, "t", QoS::AtMostOnce);
+    let publ = w.client(V5, "pub");
+    w.send(publ, &publish("t", b"0123456789", QoS::AtMostOnce, 0));
+    w.send(publ, &publish("t", b"short", QoS::AtMostOnce, 0));
+    let got = received(&mut w, sub);
+    let seen: Vec<(String, Option<u16>)> = got
+        .iter()
+        .map(|p| {
+            (
+                p.topic.to_string(),
+                p.properties.topic_alias.map(|a| a.get()),
+            )
+        })
+        .collect();
+    // The first goes without an alias; the second, smaller, sets one.
+    assert_eq!(seen, [("t".to_owned(), None), ("t".to_owned(), Some(1))]);
+}

@@ -110,6 +110,8 @@ pub struct Client {
     inbound_qos2: BTreeSet<u16>,
     /// QoS 1 packet ids received whose PUBACK is not sent yet.
     unacked_qos1: BTreeSet<u16>,
+    /// Topic aliases the broker set on this connection.
+    aliases: BTreeMap<u16, ByteString>,
     owed: VecDeque<Packet>,
     subs_done: bool,
     /// The filters this client means to hold now.
@@ -155,6 +157,7 @@ impl Client {
             pending_unsub: BTreeSet::new(),
             inbound_qos2: BTreeSet::new(),
             unacked_qos1: BTreeSet::new(),
+            aliases: BTreeMap::new(),
             owed: VecDeque::new(),
             subs_done: false,
             active,
@@ -333,6 +336,7 @@ impl World {
         cl.generation += 1;
         cl.rx.clear();
         cl.sock.clear();
+        cl.aliases.clear();
         cl.ping_sent = None;
         cl.connect_sent_at = now;
         let v5 = cl.spec.version.is_v5();
@@ -351,6 +355,8 @@ impl World {
                 },
                 receive_maximum: cl.spec.receive_maximum.and_then(NonZeroU16::new),
                 maximum_packet_size: cl.spec.max_packet_size.and_then(NonZeroU32::new),
+                topic_alias_maximum: (cl.spec.topic_alias_maximum > 0)
+                    .then_some(cl.spec.topic_alias_maximum),
                 ..ConnectProperties::default()
             }
         } else {
@@ -853,9 +859,33 @@ impl World {
         self.client_send(c, &packet);
     }
 
-    fn on_publish(&mut self, c: usize, p: Publish) {
+    fn on_publish(&mut self, c: usize, mut p: Publish) {
         let qos = p.qos_pid.qos();
         let cl = &mut self.clients[c];
+        // A topic alias stands for the topic it was last sent with on this connection, never 0
+        // and never above the maximum the client announced [MQTT-3.3.2-8] [MQTT-3.3.2-11] (5.0).
+        if let Some(alias) = p.properties.topic_alias {
+            let max = cl.spec.topic_alias_maximum;
+            if alias.get() > max {
+                return self.fail(
+                    "topic aliases within the client's maximum",
+                    format!("c{c} got topic alias {alias}, its maximum is {max}"),
+                );
+            }
+            if p.topic.is_empty() {
+                match cl.aliases.get(&alias.get()) {
+                    Some(topic) => p.topic = topic.clone(),
+                    None => {
+                        return self.fail(
+                            "topic aliases stand for a topic",
+                            format!("c{c} got topic alias {alias}, never set on this connection"),
+                        );
+                    }
+                }
+            } else {
+                cl.aliases.insert(alias.get(), p.topic.clone());
+            }
+        }
         let accepted = match p.qos_pid {
             QosPid::AtMostOnce => true,
             QosPid::AtLeastOnce(pid) => {

@@ -69,6 +69,8 @@ pub struct ClientSpec {
     /// A worker: a persistent session whose one subscription is the run's shared subscription
     /// group, which it never leaves (see `checker.rs` for what a group is owed).
     pub shared_worker: bool,
+    /// MQTT 5 Topic Alias Maximum it announces: the broker may send it topic aliases.
+    pub topic_alias_maximum: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +252,18 @@ impl Params {
         } else {
             0.0
         };
+        // MQTT 5 clients that accept a few topic aliases, so that the broker assigns and
+        // reassigns them; and the broker's own limit on them.
+        let alias_limit = rng.pick(&[0u16, 1, 2, 10]);
+        let config = Config {
+            max_topic_alias_broker: alias_limit,
+            ..config
+        };
+        for c in &mut clients {
+            if c.version.is_v5() && rng.chance(0.5) {
+                c.topic_alias_maximum = rng.range(1, 4) as u16;
+            }
+        }
         // Some runs have a shared subscription group of two or more workers, of both versions.
         if rng.chance(0.35) {
             let group = rng.pick(&SHARED_FILTERS);
@@ -366,5 +380,6 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
         p_fresh: per_act(rng.pick(&[0, 0, 20, 60])),
         p_resubscribe: per_act(rng.pick(&[0, 4, 15])),
         shared_worker: false,
+        topic_alias_maximum: 0,
     }
 }

@@ -159,6 +159,7 @@ impl World {
                 p_fresh: 0.0,
                 p_resubscribe: 0.0,
                 shared_worker: false,
+                topic_alias_maximum: 0,
             },
             root.fork(),
         ));

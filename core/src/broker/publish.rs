@@ -593,16 +593,34 @@ impl Broker {
             return;
         };
         let version = client.version;
-        let mut publish = d.to_publish(id, dup, self.now);
-        match client.outbound_aliases.assign(&publish.topic) {
-            AliasUse::None => {}
-            AliasUse::Set(alias) => publish.properties.topic_alias = Some(alias),
-            AliasUse::Reuse(alias) => {
-                publish.properties.topic_alias = Some(alias);
-                publish.topic = ByteString::default();
+        let mut packet = Packet::Publish(d.to_publish(id, dup, self.now));
+        if let Packet::Publish(publish) = &mut packet {
+            let plan = client.outbound_aliases.plan(&publish.topic);
+            let topic = publish.topic.clone();
+            match plan {
+                AliasUse::None => {}
+                AliasUse::Set(alias) => publish.properties.topic_alias = Some(alias),
+                AliasUse::Reuse(alias) => {
+                    publish.properties.topic_alias = Some(alias);
+                    publish.topic = ByteString::default();
+                }
+            }
+            if plan != AliasUse::None {
+                // The alias property may make a short topic's packet larger: never past the
+                // client's Maximum Packet Size, which the message fits without it.
+                let fits = packet
+                    .encoded_len(version)
+                    .is_ok_and(|len| len <= client.max_packet_size as usize);
+                if let Packet::Publish(publish) = &mut packet {
+                    if fits {
+                        client.outbound_aliases.commit(&topic, plan);
+                    } else {
+                        publish.topic = topic;
+                        publish.properties.topic_alias = None;
+                    }
+                }
             }
         }
-        let packet = Packet::Publish(publish);
         match self
             .outbox
             .write(conn_id, conn, version, &packet, &mut self.stats)

@@ -82,35 +82,60 @@ impl OutboundAliases {
         }
     }
 
-    /// The alias to send `topic` with. Never 0 [MQTT-3.3.2-8] nor above the client's Topic
-    /// Alias Maximum [MQTT-3.3.2-11] (5.0).
-    pub(crate) fn assign(&mut self, topic: &ByteString) -> AliasUse {
+    /// The alias to send `topic` with, without taking it yet (see `commit`). Never 0
+    /// [MQTT-3.3.2-8] nor above the client's Topic Alias Maximum [MQTT-3.3.2-11] (5.0).
+    pub(crate) fn plan(&self, topic: &ByteString) -> AliasUse {
         if self.max == 0 || topic.is_empty() {
             return AliasUse::None;
         }
-        self.uses += 1;
-        let now = self.uses;
-        if let Some((alias, used)) = self.by_topic.get_mut(topic) {
-            self.by_use.remove(used);
-            *used = now;
-            self.by_use.insert(now, topic.clone());
+        if let Some((alias, _)) = self.by_topic.get(topic) {
             return AliasUse::Reuse(*alias);
         }
         let alias = if self.by_topic.len() < usize::from(self.max) {
             // The next unused number: aliases are handed out from 1 and never freed.
             NonZeroU16::new(self.by_topic.len() as u16 + 1)
         } else {
-            self.by_use.pop_first().and_then(|(_, old)| {
-                let (alias, _) = self.by_topic.remove(&old)?;
-                Some(alias)
-            })
+            // The alias of the topic least recently sent.
+            self.by_use
+                .first_key_value()
+                .and_then(|(_, old)| self.by_topic.get(old))
+                .map(|(alias, _)| *alias)
         };
-        let Some(alias) = alias else {
-            return AliasUse::None;
+        alias.map_or(AliasUse::None, AliasUse::Set)
+    }
+
+    /// Records that `topic` was sent as `plan` said.
+    pub(crate) fn commit(&mut self, topic: &ByteString, plan: AliasUse) {
+        let alias = match plan {
+            AliasUse::None => return,
+            AliasUse::Set(a) | AliasUse::Reuse(a) => a,
         };
-        self.by_topic.insert(topic.clone(), (alias, now));
+        self.uses += 1;
+        let now = self.uses;
+        if let AliasUse::Set(_) = plan {
+            // The alias leaves the topic it stood for, if any.
+            let old = self
+                .by_topic
+                .iter()
+                .find(|(_, (a, _))| *a == alias)
+                .map(|(t, (_, used))| (t.clone(), *used));
+            if let Some((old, used)) = old {
+                self.by_topic.remove(&old);
+                self.by_use.remove(&used);
+            }
+        }
+        if let Some((_, used)) = self.by_topic.insert(topic.clone(), (alias, now)) {
+            self.by_use.remove(&used);
+        }
         self.by_use.insert(now, topic.clone());
-        AliasUse::Set(alias)
+    }
+
+    /// `plan` and `commit` in one step.
+    #[cfg(test)]
+    pub(crate) fn assign(&mut self, topic: &ByteString) -> AliasUse {
+        let plan = self.plan(topic);
+        self.commit(topic, plan);
+        plan
     }
 }
 
