@@ -1,0 +1,106 @@
+//! The broker under test. By default the midge daemon of this workspace, started once per test
+//! process on 127.0.0.1 port 0 from a configuration written to a temporary directory; with
+//! `MIDGE_CONFORMANCE_ADDR=host:port`, whatever broker listens there (Mosquitto, for comparison).
+//! Tests share the one broker and keep apart by their names (see [`crate::names`]).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The environment variable naming another broker's address.
+pub const ADDR_VAR: &str = "MIDGE_CONFORMANCE_ADDR";
+
+/// How long the daemon may take to bind its listener.
+const START_WAIT: Duration = Duration::from_secs(20);
+
+/// The configuration the daemon runs with: one plain listener on loopback, anonymous clients
+/// allowed, every other option at its default (the defaults a deployment starts from).
+const MIDGE_CONFIG: &str = "listener 0 127.0.0.1\nallow_anonymous true\n";
+
+/// A broker the suite talks to.
+#[derive(Debug)]
+pub struct Target {
+    addr: SocketAddr,
+    /// The daemon this process started; `None` for a broker given by address. Its stdin pipe
+    /// stays open as long as this process lives: when it closes, the daemon exits.
+    daemon: Option<Child>,
+}
+
+impl Target {
+    /// The broker's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the broker is the daemon this process started (rather than one given by address).
+    pub fn is_local_midge(&self) -> bool {
+        self.daemon.is_some()
+    }
+}
+
+/// The broker under test for this process: started (or resolved) on first use. `midge_bin` is
+/// the `midge-under-test` binary, `env!("CARGO_BIN_EXE_midge-under-test")` in a test.
+pub fn target(midge_bin: &str) -> &'static Target {
+    static TARGET: OnceLock<Target> = OnceLock::new();
+    TARGET.get_or_init(|| match std::env::var(ADDR_VAR) {
+        Ok(addr) if !addr.is_empty() => Target {
+            addr: resolve(&addr),
+            daemon: None,
+        },
+        _ => start_midge(midge_bin),
+    })
+}
+
+fn resolve(addr: &str) -> SocketAddr {
+    addr.to_socket_addrs()
+        .unwrap_or_else(|e| panic!("{ADDR_VAR}={addr}: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("{ADDR_VAR}={addr} resolves to no address"))
+}
+
+/// Starts the daemon and waits for its `listening on ADDR` line.
+fn start_midge(bin: &str) -> Target {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let conf = dir.path().join("midge.conf");
+    std::fs::write(&conf, MIDGE_CONFIG).expect("write midge.conf");
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(START_WAIT).unwrap_or_else(|_| {
+        let _ = child.kill();
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        panic!("{bin} did not start within {START_WAIT:?}: {err}")
+    });
+    // The daemon reads its configuration only at start (and on SIGHUP, which the suite does
+    // not send): the directory can go now rather than outlive the test process.
+    drop(dir);
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from {bin}: {line}"));
+    Target {
+        addr,
+        daemon: Some(child),
+    }
+}
