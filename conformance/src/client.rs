@@ -116,7 +116,11 @@ impl RawClient {
     pub fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
         let mut client = RawClient::open(addr, connect.protocol_version);
         let ack = client.handshake(connect);
-        assert_eq!(ack.reason, ConnectReason::Success, "CONNACK refused: {ack:?}");
+        assert_eq!(
+            ack.reason,
+            ConnectReason::Success,
+            "CONNACK refused: {ack:?}"
+        );
         (client, ack)
     }
 
@@ -226,7 +230,10 @@ impl RawClient {
             match self.read_packet(left) {
                 Ok(p) if want(&p) => return p,
                 Ok(p) => self.kept.push_back(p),
-                Err(e) => panic!("waiting for {what}: {e:?} (received meanwhile: {:?})", self.kept),
+                Err(e) => panic!(
+                    "waiting for {what}: {e:?} (received meanwhile: {:?})",
+                    self.kept
+                ),
             }
         }
     }
@@ -274,7 +281,11 @@ impl RawClient {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return before,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return before,
             }
         }
@@ -402,24 +413,30 @@ impl RawClient {
     }
 
     pub fn expect_puback(&mut self, id: PacketId) -> PubAck {
-        match self.recv_matching("PUBACK", |p| matches!(p, Packet::PubAck(a) if a.packet_id == id))
-        {
+        match self.recv_matching(
+            "PUBACK",
+            |p| matches!(p, Packet::PubAck(a) if a.packet_id == id),
+        ) {
             Packet::PubAck(a) => a,
             _ => unreachable!(),
         }
     }
 
     pub fn expect_pubrec(&mut self, id: PacketId) -> PubRec {
-        match self.recv_matching("PUBREC", |p| matches!(p, Packet::PubRec(a) if a.packet_id == id))
-        {
+        match self.recv_matching(
+            "PUBREC",
+            |p| matches!(p, Packet::PubRec(a) if a.packet_id == id),
+        ) {
             Packet::PubRec(a) => a,
             _ => unreachable!(),
         }
     }
 
     pub fn expect_pubrel(&mut self, id: PacketId) -> PubRel {
-        match self.recv_matching("PUBREL", |p| matches!(p, Packet::PubRel(a) if a.packet_id == id))
-        {
+        match self.recv_matching(
+            "PUBREL",
+            |p| matches!(p, Packet::PubRel(a) if a.packet_id == id),
+        ) {
             Packet::PubRel(a) => a,
             _ => unreachable!(),
         }

@@ -176,7 +176,10 @@ pub fn parse_differences(text: &str) -> Result<Vec<Difference>, String> {
             continue;
         }
         let Some((test, note)) = line.split_once('\t') else {
-            return Err(format!("mosquitto.tsv line {}: expected test<TAB>note", n + 1));
+            return Err(format!(
+                "mosquitto.tsv line {}: expected test<TAB>note",
+                n + 1
+            ));
         };
         out.push(Difference {
             test: test.trim().to_owned(),
@@ -224,7 +227,9 @@ fn keys_from_covers_line(line: &str) -> Result<Vec<Key>, String> {
         } else if tail.starts_with("(5.0)") {
             Version::V5
         } else {
-            return Err(format!("{id} in {line:?} lacks its version, (3.1.1) or (5.0)"));
+            return Err(format!(
+                "{id} in {line:?} lacks its version, (3.1.1) or (5.0)"
+            ));
         };
         if parse_id(id).is_none() {
             return Err(format!("malformed id {id:?} in {line:?}"));
@@ -301,7 +306,8 @@ fn scan_file(text: &str, file: &str, found: &mut Vec<FoundTest>) -> Result<(), S
         for doc in block.iter().rev() {
             if let Some(covers_line) = doc.strip_prefix("/// Covers") {
                 covers.extend(
-                    keys_from_covers_line(covers_line).map_err(|e| format!("{file}: {name}: {e}"))?,
+                    keys_from_covers_line(covers_line)
+                        .map_err(|e| format!("{file}: {name}: {e}"))?,
                 );
             }
         }
@@ -433,7 +439,9 @@ pub fn render(inputs: &Inputs) -> String {
          - **not observable**: a server obligation that cannot be seen from outside the broker, \
          with the reason.\n\n",
     );
-    out.push_str("| Version | Statements | Covered | Not yet covered | Client only | Not observable |\n");
+    out.push_str(
+        "| Version | Statements | Covered | Not yet covered | Client only | Not observable |\n",
+    );
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
     for v in Version::ALL {
         let count = |status| {
@@ -481,8 +489,11 @@ pub fn render(inputs: &Inputs) -> String {
     for v in Version::ALL {
         let _ = writeln!(out, "\n## MQTT {}\n", v.label());
         out.push_str("| Statement | Status | Tests, or why not |\n| --- | --- | --- |\n");
-        let mut statements: Vec<&Statement> =
-            inputs.statements.iter().filter(|s| s.version == v).collect();
+        let mut statements: Vec<&Statement> = inputs
+            .statements
+            .iter()
+            .filter(|s| s.version == v)
+            .collect();
         statements.sort_by_key(|s| parse_id(&s.id));
         for s in statements {
             let key = (s.version, s.id.clone());
@@ -559,7 +570,11 @@ fn mqtt_3_1_0_3_v5_helper_not_a_test() {}
         let dir = crate_dir();
         let inputs = Inputs::load(&dir).unwrap_or_else(|e| panic!("{e}"));
         let problems = inputs.problems();
-        assert!(problems.is_empty(), "coverage problems:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "coverage problems:\n{}",
+            problems.join("\n")
+        );
         let written = std::fs::read_to_string(dir.join("COVERAGE.md")).unwrap_or_default();
         assert!(
             written == render(&inputs),

@@ -34,15 +34,17 @@ fn main() -> ExitCode {
 fn run(path: &PathBuf) -> Result<(), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     if config.persistence.enabled {
-        return Err("persistence is not supported here; the suite runs the broker in memory".into());
+        return Err(
+            "persistence is not supported here; the suite runs the broker in memory".into(),
+        );
     }
     let specs = daemon::listener_specs(&config)?;
     let authorizer = access::FileAuthorizer::load(&config)?;
     let mut broker = Broker::new(daemon::broker_config(&config)?);
     broker.set_authenticator(Box::new(authorizer.authenticator()?));
     broker.set_authorizer(Box::new(authorizer));
-    let mut server =
-        Server::bind(specs, broker, IoLimits::default(), Clock::start()).map_err(|e| e.to_string())?;
+    let mut server = Server::bind(specs, broker, IoLimits::default(), Clock::start())
+        .map_err(|e| e.to_string())?;
     {
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
