@@ -10,7 +10,7 @@ use midge::server::{IoLimits, Server};
 use midge::{access, config, daemon};
 use midge_core::broker::Broker;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf) -> Result<(), String> {
+fn run(path: &Path) -> Result<(), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     if config.persistence.enabled {
         return Err(
