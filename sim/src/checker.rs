@@ -56,6 +56,8 @@ pub struct MsgInfo {
     /// Resent into a session the publisher cannot know is its own (see `may_repeat`): it may
     /// be taken in twice, so it is held to QoS 1's promise only.
     pub repeatable: bool,
+    /// Its MQTT 5 Message Expiry Interval, seconds: it may rightly expire before delivery.
+    pub expiry: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +194,15 @@ impl Checker {
 
     // --- What publishers do ----------------------------------------------------------------
 
-    pub fn register(&mut self, tag: Tag, kind: Kind, topic: &str, qos: QoS, len: usize) {
+    pub fn register(
+        &mut self,
+        tag: Tag,
+        kind: Kind,
+        topic: &str,
+        qos: QoS,
+        len: usize,
+        expiry: Option<u32>,
+    ) {
         self.msgs.insert(
             tag,
             MsgInfo {
@@ -203,6 +213,7 @@ impl Checker {
                 first_sent: u64::MAX,
                 transmissions: 0,
                 acked: None,
+                expiry,
                 repeatable: false,
             },
         );
@@ -320,6 +331,7 @@ impl Checker {
         dup: bool,
         retain: bool,
         accepted: bool,
+        expiry: Option<u32>,
     ) {
         let now = self.now;
         if payload.is_empty() {
@@ -362,6 +374,24 @@ impl Checker {
                     tag.0, tag.1, msg.topic, msg.kind, msg.len
                 ),
             );
+        }
+        // What is forwarded carries what is left of the Message Expiry Interval, never more
+        // [MQTT-3.3.2-6] (5.0); a message without one gets none.
+        if self.clients[c].v5 {
+            let ok = match (msg.expiry, expiry) {
+                (None, None) => true,
+                (Some(sent), Some(left)) => left <= sent,
+                _ => false,
+            };
+            if !ok {
+                return self.fail(
+                    "message expiry interval forwarded",
+                    format!(
+                        "c{c} received c{}#{} with Message Expiry Interval {expiry:?}, published with {:?}",
+                        tag.0, tag.1, msg.expiry
+                    ),
+                );
+            }
         }
         if qos > msg.qos {
             return self.fail(
@@ -591,7 +621,8 @@ impl Checker {
         });
         for (tag, m) in &self.msgs {
             let Some(acked) = m.acked else { continue };
-            if m.qos == QoS::AtMostOnce || m.kind == Kind::Will {
+            // A message with an expiry interval may rightly expire before it is delivered.
+            if m.qos == QoS::AtMostOnce || m.kind == Kind::Will || m.expiry.is_some() {
                 continue;
             }
             let group_owed = group_reliable

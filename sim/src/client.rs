@@ -66,6 +66,8 @@ struct OutMsg {
     qos: QoS,
     retain: bool,
     payload: Bytes,
+    /// Its Message Expiry Interval, sent again unchanged with each resend.
+    expiry: Option<u32>,
     stage: Stage,
     /// Order of first transmission, for resends [MQTT-4.4.0-1].
     order: u64,
@@ -317,7 +319,7 @@ impl World {
             let topic = format!("w/{c}");
             let payload = payload::make(Kind::Will, tag, TAG_LEN);
             self.checker
-                .register(tag, Kind::Will, &topic, qos, payload.len());
+                .register(tag, Kind::Will, &topic, qos, payload.len(), None);
             self.checker.sent(tag);
             LastWill {
                 topic: ByteString::from(topic),
@@ -816,7 +818,10 @@ impl World {
                         qos_pid: QosPid::new(m.qos, pid),
                         retain: m.retain,
                         topic: m.topic.clone(),
-                        properties: PublishProperties::default(),
+                        properties: PublishProperties {
+                            message_expiry_interval: m.expiry,
+                            ..PublishProperties::default()
+                        },
                         payload: m.payload.clone(),
                     }),
                 };
@@ -914,8 +919,16 @@ impl World {
                 fresh
             }
         };
-        self.checker
-            .received(c, &p.topic, &p.payload, qos, p.dup, p.retain, accepted);
+        self.checker.received(
+            c,
+            &p.topic,
+            &p.payload,
+            qos,
+            p.dup,
+            p.retain,
+            accepted,
+            p.properties.message_expiry_interval,
+        );
     }
 
     /// An acknowledgement to send, now or after the client's acknowledgement delay, in order.
@@ -1058,8 +1071,20 @@ impl World {
             return;
         }
         let topic = cl.rng.pick(&TOPICS);
+        let expiry = cl
+            .rng
+            .chance(cl.spec.expiring_share)
+            .then(|| cl.rng.range(1, 10) as u32);
         let len = self.payload_len(c, topic, qos);
-        self.publish(c, Kind::Normal, topic.to_owned(), qos, false, Some(len));
+        self.publish(
+            c,
+            Kind::Normal,
+            topic.to_owned(),
+            qos,
+            false,
+            Some(len),
+            expiry,
+        );
     }
 
     /// The next retained publish of an owner, one at a time.
@@ -1081,7 +1106,7 @@ impl World {
         } else {
             Some(self.payload_len(c, &topic, qos))
         };
-        self.publish(c, Kind::Retained, topic, qos, true, len);
+        self.publish(c, Kind::Retained, topic, qos, true, len, None);
     }
 
     /// Publishes a new message; `len` None is a retained clear (empty payload).
@@ -1093,6 +1118,7 @@ impl World {
         qos: QoS,
         retain: bool,
         len: Option<usize>,
+        expiry: Option<u32>,
     ) {
         let cl = &mut self.clients[c];
         cl.next_seq += 1;
@@ -1105,7 +1131,8 @@ impl World {
             self.checker.retained_op(&topic, tag, len.is_none());
         }
         if len.is_some() {
-            self.checker.register(tag, kind, &topic, qos, payload.len());
+            self.checker
+                .register(tag, kind, &topic, qos, payload.len(), expiry);
         }
         let cl = &mut self.clients[c];
         let topic = ByteString::from(topic);
@@ -1122,6 +1149,7 @@ impl World {
                     qos,
                     retain,
                     payload: payload.clone(),
+                    expiry,
                     stage: if qos == QoS::AtLeastOnce {
                         Stage::Puback
                     } else {
@@ -1137,7 +1165,10 @@ impl World {
             qos_pid,
             retain,
             topic,
-            properties: PublishProperties::default(),
+            properties: PublishProperties {
+                message_expiry_interval: expiry,
+                ..PublishProperties::default()
+            },
             payload,
         });
         self.client_send(c, &packet);

@@ -71,6 +71,8 @@ pub struct ClientSpec {
     pub shared_worker: bool,
     /// MQTT 5 Topic Alias Maximum it announces: the broker may send it topic aliases.
     pub topic_alias_maximum: u16,
+    /// MQTT 5: the share of its ordinary publishes that carry a Message Expiry Interval.
+    pub expiring_share: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +266,12 @@ impl Params {
                 c.topic_alias_maximum = rng.range(1, 4) as u16;
             }
         }
+        // MQTT 5 publishers whose messages often expire (1 to 10 s) while queued or stored.
+        for c in &mut clients {
+            if c.version.is_v5() && rng.chance(0.3) {
+                c.expiring_share = rng.pick(&[0.2, 0.5, 1.0]);
+            }
+        }
         // Some runs have a shared subscription group of two or more workers, of both versions.
         if rng.chance(0.35) {
             let group = rng.pick(&SHARED_FILTERS);
@@ -381,5 +389,6 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
         p_resubscribe: per_act(rng.pick(&[0, 4, 15])),
         shared_worker: false,
         topic_alias_maximum: 0,
+        expiring_share: 0.0,
     }
 }

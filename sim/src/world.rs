@@ -160,6 +160,7 @@ impl World {
                 p_resubscribe: 0.0,
                 shared_worker: false,
                 topic_alias_maximum: 0,
+                expiring_share: 0.0,
             },
             root.fork(),
         ));
