@@ -1110,6 +1110,7 @@ impl World {
     }
 
     /// Publishes a new message; `len` None is a retained clear (empty payload).
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &mut self,
         c: usize,
