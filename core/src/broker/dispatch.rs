@@ -112,6 +112,12 @@ impl Broker {
         } else {
             packet
         };
+        if max < crate::codec::MAX_PACKET_SIZE && !super::problem::fits(packet, version, max) {
+            // Without the reply the exchange cannot go on: the connection ends as if lost.
+            tracing::warn!(conn = id.0, packet = ?packet.packet_type(), max, "reply exceeds the client's maximum packet size, closing");
+            self.close_conn(id, None, WillAction::Publish);
+            return;
+        }
         if let Err(e) = self
             .outbox
             .write(id, conn, version, packet, &mut self.stats)

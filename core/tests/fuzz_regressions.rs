@@ -1,0 +1,105 @@
+//! Inputs on which fuzzing (fuzz/, target `broker`) found the broker breaking a rule, each
+//! reduced to the exchange that shows it. The raw crash inputs are replayed by fuzz/'s own tests
+//! from fuzz/regressions/.
+
+mod harness;
+
+use bytes::Bytes;
+use harness::*;
+use midge_core::broker::{Action, Config};
+use midge_core::codec::{self, ConnectReason, Packet};
+use std::num::NonZeroU32;
+
+/// Every byte the broker sent to the connection, in order.
+fn sent_to(w: &World, conn: midge_core::broker::ConnId) -> Vec<u8> {
+    w.log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn: c, bytes } if *c == conn => Some(bytes.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// fuzz/regressions/broker/refused-connack-over-maximum-packet-size: a CONNECT refused for its
+/// empty client id, from a client whose Maximum Packet Size (36) is smaller than the CONNACK
+/// with its Reason String (38 bytes). The Reason String must go [MQTT-3.2.2-19] (5.0); the
+/// packet must fit [MQTT-3.1.2-27] (5.0).
+#[test]
+fn a_refusal_leaves_out_the_reason_string_that_would_exceed_the_maximum_packet_size() {
+    let mut w = World::new(Config {
+        allow_zero_length_clientid: false,
+        ..Config::default()
+    });
+    let mut c = connect(V5, "");
+    c.properties.maximum_packet_size = NonZeroU32::new(36);
+    let conn = w.open(V5);
+    w.send(conn, &Packet::Connect(c));
+    assert!(w.is_closed(conn));
+
+    let bytes = Bytes::from(sent_to(&w, conn));
+    let (packet, used) = codec::decode(&bytes, V5, 36)
+        .expect("the CONNACK fits the client's Maximum Packet Size")
+        .expect("a whole CONNACK");
+    assert_eq!(used, bytes.len(), "nothing but the CONNACK is sent");
+    match packet {
+        Packet::ConnAck(ack) => {
+            assert_eq!(ack.reason, ConnectReason::ClientIdentifierNotValid);
+            assert_eq!(ack.properties.reason_string, None);
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// The same refusal to a client with room for it keeps its Reason String.
+#[test]
+fn a_refusal_that_fits_keeps_its_reason_string() {
+    let mut w = World::new(Config {
+        allow_zero_length_clientid: false,
+        ..Config::default()
+    });
+    let mut c = connect(V5, "");
+    c.properties.maximum_packet_size = NonZeroU32::new(200);
+    let (_, ack) = w.try_connect(c);
+    assert_eq!(ack.reason, ConnectReason::ClientIdentifierNotValid);
+    assert!(ack.properties.reason_string.is_some());
+}
+
+/// fuzz/regressions/broker/assigned-id-connack-over-maximum-packet-size: a client with an
+/// empty client id and a Maximum Packet Size of 23 is accepted, but its CONNACK must carry the
+/// Assigned Client Identifier [MQTT-3.2.2-16] (5.0) and is 32 bytes. It cannot be sent
+/// [MQTT-3.1.2-27] (5.0): the connection is closed instead, with nothing sent.
+#[test]
+fn a_connack_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes() {
+    let mut w = World::default();
+    let mut c = connect(V5, "");
+    c.properties.maximum_packet_size = NonZeroU32::new(23);
+    let conn = w.open(V5);
+    w.send(conn, &Packet::Connect(c));
+    assert!(w.is_closed(conn));
+    assert_eq!(sent_to(&w, conn), Vec::<u8>::new());
+    assert_eq!(w.broker.stats().clients_connected, 0);
+}
+
+/// The same rule for any reply: a SUBACK with two reason codes (7 bytes) to a client whose
+/// maximum is 5 bytes, just enough for its CONNACK [MQTT-3.1.2-27] (5.0).
+#[test]
+fn a_reply_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes() {
+    let mut w = World::new(Config {
+        max_topic_alias: 0,
+        ..Config::default()
+    });
+    let mut c = connect(V5, "small");
+    c.properties.maximum_packet_size = NonZeroU32::new(5);
+    let (conn, _) = w.connect(c);
+    let mut sub = subscribe(1, "a", midge_core::codec::QoS::AtMostOnce);
+    if let Packet::Subscribe(s) = &mut sub {
+        s.subscriptions.push(s.subscriptions[0].clone());
+        s.subscriptions[1].filter = "b".into();
+    }
+    let before = sent_to(&w, conn).len();
+    w.send(conn, &sub);
+    assert!(w.is_closed(conn));
+    assert_eq!(sent_to(&w, conn).len(), before, "nothing sent after CONNACK");
+}
