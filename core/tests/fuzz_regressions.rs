@@ -103,3 +103,36 @@ fn a_reply_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes
     assert!(w.is_closed(conn));
     assert_eq!(sent_to(&w, conn).len(), before, "nothing sent after CONNACK");
 }
+
+/// fuzz/regressions/broker/bytes-sent-after-a-held-close: with persistence, a connection closed
+/// while its output waits for durability sends that output once the log is durable; those bytes
+/// count in `bytes_sent` ($SYS/broker/bytes/sent) like any others.
+#[test]
+fn output_released_after_a_close_counts_in_bytes_sent() {
+    let mut w = World::new(Config {
+        persistence: true,
+        ..Config::default()
+    });
+    w.auto_durable = false;
+    let mut c = connect(V3_1_1, "a");
+    c.clean_start = false;
+    let conn = w.open(V3_1_1);
+    w.send(conn, &Packet::Connect(c));
+    // The CONNACK of a persistent session waits for its record.
+    assert_eq!(sent_to(&w, conn), Vec::<u8>::new());
+    w.broker.handle(w.now, midge_core::broker::Input::Shutdown);
+    w.drain();
+    assert!(!w.is_closed(conn), "the close waits behind the CONNACK");
+    w.make_durable();
+    assert!(w.is_closed(conn));
+    let sent: usize = w
+        .log
+        .iter()
+        .map(|a| match a {
+            Action::Send { bytes, .. } => bytes.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!(sent > 0);
+    assert_eq!(w.broker.stats().bytes_sent, sent as u64);
+}
