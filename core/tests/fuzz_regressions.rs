@@ -136,3 +136,53 @@ fn output_released_after_a_close_counts_in_bytes_sent() {
     assert!(sent > 0);
     assert_eq!(w.broker.stats().bytes_sent, sent as u64);
 }
+
+/// fuzz/regressions/recover/delivery-sent-twice: a log in which one delivery is recorded as
+/// sent with two packet ids. Applied as it was, the state kept both ids in flight for it, and a
+/// snapshot of that state (which stores each delivery with its one packet id) read back as a
+/// different state. The second `Sent` is refused as inconsistent; the log is never silently
+/// reinterpreted.
+#[test]
+fn a_delivery_recorded_as_sent_twice_is_refused() {
+    use midge_core::persist::{Record, State, StoredMessage};
+    let client_id = midge_core::codec::ByteString::from("c");
+    let sent = |packet_id: u16| Record::Sent {
+        client_id: client_id.clone(),
+        delivery_id: 2,
+        packet_id: pid(packet_id),
+    };
+    let records = [
+        Record::SessionOpen {
+            client_id: client_id.clone(),
+            expiry_secs: u32::MAX,
+        },
+        Record::Message(StoredMessage {
+            id: 2,
+            topic: "t".into(),
+            payload: Bytes::from_static(b"payload"),
+            qos: midge_core::codec::QoS::ExactlyOnce,
+            retain: false,
+            properties: Default::default(),
+            expires_at: None,
+        }),
+        Record::Enqueue {
+            client_id: client_id.clone(),
+            delivery_id: 2,
+            message_id: 2,
+            qos: midge_core::codec::QoS::ExactlyOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+        },
+        sent(3),
+        Record::Commit,
+    ];
+    let mut state = State::default();
+    for (i, record) in records.iter().enumerate() {
+        state.apply(i as u64 + 1, record).expect("consistent");
+    }
+    let before = state.clone();
+    let error = state.apply(6, &sent(2)).expect_err("a second Sent is refused");
+    assert_eq!(error.lsn, 6);
+    assert_eq!(state, before, "a refused record leaves the state as it was");
+    assert_eq!(state.sessions[&client_id].in_flight.len(), 1);
+}

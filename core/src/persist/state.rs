@@ -185,6 +185,11 @@ impl State {
                     .deliveries
                     .get_mut(delivery_id)
                     .ok_or("sent delivery is not queued")?;
+                // A delivery is sent once and keeps its packet id until done; a second id
+                // would leave the first in flight for a delivery that no longer has it.
+                if d.packet_id.is_some() {
+                    return Err("delivery sent twice");
+                }
                 d.packet_id = Some(*packet_id);
                 session.in_flight.insert(*packet_id, *delivery_id);
             }
