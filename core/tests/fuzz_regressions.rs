@@ -67,25 +67,59 @@ fn a_refusal_that_fits_keeps_its_reason_string() {
 }
 
 /// fuzz/regressions/broker/assigned-id-connack-over-maximum-packet-size: a client with an
-/// empty client id and a Maximum Packet Size of 23 is accepted, but its CONNACK must carry the
-/// Assigned Client Identifier [MQTT-3.2.2-16] (5.0) and is 32 bytes. It cannot be sent
-/// [MQTT-3.1.2-27] (5.0): the connection is closed instead, with nothing sent.
+/// empty client id and a Maximum Packet Size of 23 would be accepted, but its CONNACK must carry
+/// the Assigned Client Identifier [MQTT-3.2.2-16] (5.0) and is 32 bytes, which cannot be sent
+/// [MQTT-3.1.2-27] (5.0). It is refused with 0x95 (Packet too large) in a CONNACK that fits,
+/// before any session exists.
 #[test]
-fn a_connack_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes() {
+fn a_client_whose_maximum_leaves_no_room_for_its_connack_is_refused() {
     let mut w = World::default();
     let mut c = connect(V5, "");
     c.properties.maximum_packet_size = NonZeroU32::new(23);
     let conn = w.open(V5);
     w.send(conn, &Packet::Connect(c));
     assert!(w.is_closed(conn));
-    assert_eq!(sent_to(&w, conn), Vec::<u8>::new());
-    assert_eq!(w.broker.stats().clients_connected, 0);
+    let bytes = Bytes::from(sent_to(&w, conn));
+    let (packet, used) = codec::decode(&bytes, V5, 23)
+        .expect("the CONNACK fits the client's Maximum Packet Size")
+        .expect("a whole CONNACK");
+    assert_eq!(used, bytes.len(), "nothing but the CONNACK is sent");
+    match packet {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason, ConnectReason::PacketTooLarge),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    assert_eq!(w.broker.stats().sessions, 0);
 }
 
-/// The same rule for any reply: a SUBACK with two reason codes (7 bytes) to a client whose
-/// maximum is 5 bytes, just enough for its CONNACK [MQTT-3.1.2-27] (5.0).
+/// fuzz/regressions/broker/resumed-session-connack-over-maximum-packet-size: the same check
+/// comes before a stored session is resumed, so a refused client leaves it as it was (an
+/// earlier version closed the connection after resuming, ending the session under the code
+/// still resuming it, and panicked).
 #[test]
-fn a_reply_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes() {
+fn a_refusal_for_the_connacks_size_leaves_a_stored_session_alone() {
+    let mut w = World::new(Config {
+        receive_maximum: 1,
+        ..Config::default()
+    });
+    let mut c = connect(V5, "a");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(u32::MAX);
+    let (first, _) = w.connect(c.clone());
+    w.subscribe(first, "t", midge_core::codec::QoS::AtLeastOnce);
+    w.peer_close(first);
+    c.properties.session_expiry_interval = Some(0);
+    c.properties.maximum_packet_size = NonZeroU32::new(8);
+    let (_, ack) = w.try_connect(c.clone());
+    assert_eq!(ack.reason, ConnectReason::PacketTooLarge);
+    c.properties.maximum_packet_size = None;
+    let (_, ack) = w.connect(c);
+    assert!(ack.session_present, "the stored session is still there");
+}
+
+/// The same rule for any other reply: a SUBACK with two reason codes (7 bytes) to a client
+/// whose maximum is 5 bytes, just enough for its CONNACK, is not sent [MQTT-3.1.2-27] (5.0).
+#[test]
+fn a_reply_larger_than_the_clients_maximum_is_not_sent() {
     let mut w = World::new(Config {
         max_topic_alias: 0,
         ..Config::default()
@@ -100,8 +134,9 @@ fn a_reply_larger_than_the_clients_maximum_is_not_sent_and_the_connection_closes
     }
     let before = sent_to(&w, conn).len();
     w.send(conn, &sub);
-    assert!(w.is_closed(conn));
     assert_eq!(sent_to(&w, conn).len(), before, "nothing sent after CONNACK");
+    w.send(conn, &Packet::PingReq);
+    assert_eq!(w.recv(conn), vec![Packet::PingResp], "the connection goes on");
 }
 
 /// fuzz/regressions/broker/bytes-sent-after-a-held-close: with persistence, a connection closed
@@ -181,7 +216,9 @@ fn a_delivery_recorded_as_sent_twice_is_refused() {
         state.apply(i as u64 + 1, record).expect("consistent");
     }
     let before = state.clone();
-    let error = state.apply(6, &sent(2)).expect_err("a second Sent is refused");
+    let error = state
+        .apply(6, &sent(2))
+        .expect_err("a second Sent is refused");
     assert_eq!(error.lsn, 6);
     assert_eq!(state, before, "a refused record leaves the state as it was");
     assert_eq!(state.sessions[&client_id].in_flight.len(), 1);

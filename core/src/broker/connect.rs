@@ -108,6 +108,31 @@ impl Broker {
             );
         }
 
+        // What CONNACK will say, known before anything changes: a client whose Maximum Packet
+        // Size leaves no room for it (an Assigned Client Identifier, say) is refused, since the
+        // CONNACK cannot be sent [MQTT-3.1.2-27] (5.0).
+        let properties = ConnAckProperties {
+            // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
+            // request/response exchanges may use.
+            response_information: c
+                .properties
+                .request_response_information
+                .unwrap_or(false)
+                .then_some(self.config.response_topic_prefix.as_ref())
+                .flatten()
+                .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
+            ..self.connack_properties(assigned, server_keep_alive)
+        };
+        let mut connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason: ConnectReason::Success,
+            properties,
+        });
+        problem::fit(&mut connack, version, max_packet_size);
+        if !problem::fits(&connack, version, max_packet_size) {
+            return self.refuse(id, version, max_packet_size, ConnectReason::PacketTooLarge);
+        }
+
         // Authentication comes before anything that affects other connections, so a client that
         // fails it cannot take a session over.
         let Some(conn) = self.conns.get(&id) else {
@@ -279,23 +304,10 @@ impl Broker {
                 .unwrap_or_default(),
         );
 
-        let connack = Packet::ConnAck(ConnAck {
+        if let Packet::ConnAck(ack) = &mut connack {
             // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
-            session_present,
-            reason: ConnectReason::Success,
-            properties: ConnAckProperties {
-                // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
-                // request/response exchanges may use.
-                response_information: c
-                    .properties
-                    .request_response_information
-                    .unwrap_or(false)
-                    .then_some(self.config.response_topic_prefix.as_ref())
-                    .flatten()
-                    .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
-                ..self.connack_properties(assigned, server_keep_alive)
-            },
-        });
+            ack.session_present = session_present;
+        }
         self.reply(id, &connack);
         if session_present {
             self.resume_session(key);
