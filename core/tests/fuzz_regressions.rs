@@ -134,9 +134,17 @@ fn a_reply_larger_than_the_clients_maximum_is_not_sent() {
     }
     let before = sent_to(&w, conn).len();
     w.send(conn, &sub);
-    assert_eq!(sent_to(&w, conn).len(), before, "nothing sent after CONNACK");
+    assert_eq!(
+        sent_to(&w, conn).len(),
+        before,
+        "nothing sent after CONNACK"
+    );
     w.send(conn, &Packet::PingReq);
-    assert_eq!(w.recv(conn), vec![Packet::PingResp], "the connection goes on");
+    assert_eq!(
+        w.recv(conn),
+        vec![Packet::PingResp],
+        "the connection goes on"
+    );
 }
 
 /// fuzz/regressions/broker/bytes-sent-after-a-held-close: with persistence, a connection closed
@@ -222,4 +230,63 @@ fn a_delivery_recorded_as_sent_twice_is_refused() {
     assert_eq!(error.lsn, 6);
     assert_eq!(state, before, "a refused record leaves the state as it was");
     assert_eq!(state.sessions[&client_id].in_flight.len(), 1);
+}
+
+/// fuzz/regressions/recover/discarded-delivery-in-flight: a log that discards a delivery after
+/// recording it as sent. Applied as it was, the delivery went but its packet id stayed in
+/// flight, pointing at nothing, and a snapshot of that state read back differently. Only a
+/// queued delivery is discarded; one in flight ends with `Acked`.
+#[test]
+fn a_delivery_discarded_while_in_flight_is_refused() {
+    use midge_core::persist::{Record, State, StoredMessage};
+    let client_id = midge_core::codec::ByteString::from("b");
+    let records = [
+        Record::SessionOpen {
+            client_id: client_id.clone(),
+            expiry_secs: 0,
+        },
+        Record::Message(StoredMessage {
+            id: 1,
+            topic: "t/u".into(),
+            payload: Bytes::from_static(b"payload"),
+            qos: midge_core::codec::QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            expires_at: None,
+        }),
+        Record::Enqueue {
+            client_id: client_id.clone(),
+            delivery_id: 3,
+            message_id: 1,
+            qos: midge_core::codec::QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+        },
+        Record::Sent {
+            client_id: client_id.clone(),
+            delivery_id: 3,
+            packet_id: pid(1),
+        },
+        Record::Commit,
+    ];
+    let mut state = State::default();
+    for (i, record) in records.iter().enumerate() {
+        state.apply(i as u64 + 1, record).expect("consistent");
+    }
+    let before = state.clone();
+    let discard = Record::Discarded {
+        client_id: client_id.clone(),
+        delivery_id: 3,
+    };
+    let error = state.apply(6, &discard).expect_err("an in-flight delivery is not discarded");
+    assert_eq!(error.lsn, 6);
+    assert_eq!(state, before, "a refused record leaves the state as it was");
+    // Acknowledged, it ends properly: delivery and packet id both go.
+    let acked = Record::Acked {
+        client_id: client_id.clone(),
+        packet_id: pid(1),
+    };
+    state.apply(6, &acked).expect("an acknowledgement ends it");
+    let session = &state.sessions[&client_id];
+    assert!(session.deliveries.is_empty() && session.in_flight.is_empty());
 }

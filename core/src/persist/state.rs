@@ -225,8 +225,19 @@ impl State {
                 client_id,
                 delivery_id,
             } => {
-                let d = self
-                    .session(client_id)?
+                let session = self.session(client_id)?;
+                // Only a delivery not yet sent is discarded; one in flight ends with `Acked`,
+                // which frees its packet id too.
+                if session
+                    .deliveries
+                    .get(delivery_id)
+                    .ok_or("discarded delivery is not queued")?
+                    .packet_id
+                    .is_some()
+                {
+                    return Err("discarded delivery is in flight");
+                }
+                let d = session
                     .deliveries
                     .remove(delivery_id)
                     .ok_or("discarded delivery is not queued")?;
