@@ -278,7 +278,9 @@ fn a_delivery_discarded_while_in_flight_is_refused() {
         client_id: client_id.clone(),
         delivery_id: 3,
     };
-    let error = state.apply(6, &discard).expect_err("an in-flight delivery is not discarded");
+    let error = state
+        .apply(6, &discard)
+        .expect_err("an in-flight delivery is not discarded");
     assert_eq!(error.lsn, 6);
     assert_eq!(state, before, "a refused record leaves the state as it was");
     // Acknowledged, it ends properly: delivery and packet id both go.
