@@ -83,9 +83,14 @@ impl Broker {
             disconnect.properties.reason_string = problem::disconnect(reason);
             let mut packet = Packet::Disconnect(disconnect);
             problem::fit(&mut packet, version, client.max_packet_size);
-            if let Err(e) = self
-                .outbox
-                .write(id, &mut conn, version, &packet, &mut self.stats)
+            if !problem::fits(&packet, version, client.max_packet_size) {
+                tracing::debug!(
+                    conn = id.0,
+                    "DISCONNECT exceeds the client's maximum packet size"
+                );
+            } else if let Err(e) =
+                self.outbox
+                    .write(id, &mut conn, version, &packet, &mut self.stats)
             {
                 tracing::error!(conn = id.0, error = %e, "cannot encode DISCONNECT");
             }

@@ -21,6 +21,11 @@ use std::sync::Arc;
 impl Broker {
     pub(super) fn connect(&mut self, id: ConnId, c: Connect) {
         let version = c.protocol_version;
+        // The client's Maximum Packet Size, which a refusal must respect too.
+        let max_packet_size = c
+            .properties
+            .maximum_packet_size
+            .map_or(MAX_PACKET_SIZE, NonZeroU32::get);
 
         // Client identifier [MQTT-3.1.3-6] [MQTT-3.1.3-8] [MQTT-3.1.3-9] (3.1.1)
         // [MQTT-3.1.3-6] [MQTT-3.1.3-8] (5.0).
@@ -35,7 +40,12 @@ impl Broker {
                     ProtocolVersion::V5 => true,
                 };
             if !allowed {
-                return self.refuse(id, version, ConnectReason::ClientIdentifierNotValid);
+                return self.refuse(
+                    id,
+                    version,
+                    max_packet_size,
+                    ConnectReason::ClientIdentifierNotValid,
+                );
             }
             let new_id = self.assign_client_id();
             assigned = Some(new_id.clone());
@@ -56,20 +66,60 @@ impl Broker {
                 server_keep_alive = Some(max);
             } else {
                 // 3.1.x cannot be told another value; refuse as Mosquitto does.
-                return self.refuse(id, version, ConnectReason::ClientIdentifierNotValid);
+                return self.refuse(
+                    id,
+                    version,
+                    max_packet_size,
+                    ConnectReason::ClientIdentifierNotValid,
+                );
             }
         }
 
         // A retained will needs retained messages [MQTT-3.2.2-13] (5.0).
         if c.will.as_ref().is_some_and(|w| w.retain) && !self.config.retain_available {
-            return self.refuse(id, version, ConnectReason::RetainNotSupported);
+            return self.refuse(
+                id,
+                version,
+                max_packet_size,
+                ConnectReason::RetainNotSupported,
+            );
         }
         // A will payload that says it is UTF-8 must be (5.0, 3.1.3.2.3).
         if c.will.as_ref().is_some_and(|w| {
             w.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
                 && std::str::from_utf8(&w.payload).is_err()
         }) {
-            return self.refuse(id, version, ConnectReason::PayloadFormatInvalid);
+            return self.refuse(
+                id,
+                version,
+                max_packet_size,
+                ConnectReason::PayloadFormatInvalid,
+            );
+        }
+
+        // What CONNACK will say, known before anything changes: a client whose Maximum Packet
+        // Size leaves no room for it (an Assigned Client Identifier, say) is refused, since the
+        // CONNACK cannot be sent [MQTT-3.1.2-27] (5.0).
+        let properties = ConnAckProperties {
+            // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
+            // request/response exchanges may use.
+            response_information: c
+                .properties
+                .request_response_information
+                .unwrap_or(false)
+                .then_some(self.config.response_topic_prefix.as_ref())
+                .flatten()
+                .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
+            ..self.connack_properties(assigned.clone(), server_keep_alive)
+        };
+        let mut probe = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason: ConnectReason::Success,
+            properties,
+        });
+        problem::fit(&mut probe, version, max_packet_size);
+        if !problem::fits(&probe, version, max_packet_size) {
+            return self.refuse(id, version, max_packet_size, ConnectReason::PacketTooLarge);
         }
 
         let pending = PendingConnect {
@@ -104,6 +154,10 @@ impl Broker {
             server_keep_alive,
         } = pending;
         let version = c.protocol_version;
+        let max_packet_size = c
+            .properties
+            .maximum_packet_size
+            .map_or(MAX_PACKET_SIZE, NonZeroU32::get);
         // Authentication comes before anything that affects other connections, so a client that
         // fails it cannot take a session over.
         let Some(conn) = self.conns.get(&id) else {
@@ -131,7 +185,7 @@ impl Broker {
             ConnectDecision::Accept { username } => username,
             ConnectDecision::Refuse(reason) => {
                 tracing::info!(conn = id.0, ?peer, client_id = %client_id, ?reason, "client not authorized to connect");
-                return self.refuse(id, version, reason);
+                return self.refuse(id, version, max_packet_size, reason);
             }
         };
         // A will is a publication: one the client may not publish refuses the connection, as
@@ -149,7 +203,7 @@ impl Broker {
                 .authorize(&client, Access::Publish, &will.topic)
             {
                 tracing::info!(conn = id.0, client_id = %client_id, topic = %will.topic, "will topic not authorized");
-                return self.refuse(id, version, ConnectReason::NotAuthorized);
+                return self.refuse(id, version, max_packet_size, ConnectReason::NotAuthorized);
             }
         }
 
@@ -188,7 +242,7 @@ impl Broker {
                 }
                 if self.sessions.len() >= self.config.max_sessions {
                     tracing::warn!(client_id = %client_id, "max_sessions reached, refusing");
-                    return self.refuse(id, version, ConnectReason::ServerBusy);
+                    return self.refuse(id, version, max_packet_size, ConnectReason::ServerBusy);
                 }
                 let key = self
                     .sessions
@@ -335,10 +389,18 @@ impl Broker {
 
     /// Refuses a CONNECT with a CONNACK carrying `reason` (a 3.1.x return code for 3.1.x
     /// clients) and closes [MQTT-3.2.2-4] (3.1.1) [MQTT-3.2.2-6] (5.0): session present is 0.
-    fn refuse(&mut self, id: ConnId, version: ProtocolVersion, reason: ConnectReason) {
+    /// The Reason String is left out when it would make the CONNACK larger than the client's
+    /// Maximum Packet Size [MQTT-3.2.2-19] (5.0).
+    fn refuse(
+        &mut self,
+        id: ConnId,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        reason: ConnectReason,
+    ) {
         tracing::debug!(conn = id.0, ?reason, "CONNECT refused");
         if let Some(conn) = self.conns.get_mut(&id) {
-            let connack = Packet::ConnAck(ConnAck {
+            let mut connack = Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason,
                 properties: ConnAckProperties {
@@ -346,7 +408,13 @@ impl Broker {
                     ..ConnAckProperties::default()
                 },
             });
-            if let Err(e) = self
+            problem::fit(&mut connack, version, max_packet_size);
+            if !problem::fits(&connack, version, max_packet_size) {
+                tracing::debug!(
+                    conn = id.0,
+                    "CONNACK exceeds the client's maximum packet size"
+                );
+            } else if let Err(e) = self
                 .outbox
                 .write(id, conn, version, &connack, &mut self.stats)
             {

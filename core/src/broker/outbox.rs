@@ -30,6 +30,9 @@ pub(crate) struct Outbox {
     holding: BTreeSet<ConnId>,
     /// Connections closed while output was held: their last bytes, then their close, wait.
     closing: BTreeMap<ConnId, Held>,
+    /// Bytes of closed connections' released output, added to `Stats::bytes_sent` at the
+    /// next poll (release happens where the counters are not at hand).
+    released_uncounted: u64,
 }
 
 impl Outbox {
@@ -135,6 +138,7 @@ impl Outbox {
             let mut out = BytesMut::new();
             held.release(durable, &mut out);
             if !out.is_empty() {
+                self.released_uncounted += out.len() as u64;
                 self.actions.push_back(Action::Send {
                     conn: id,
                     bytes: out.freeze(),
@@ -163,6 +167,7 @@ impl Outbox {
         conns: &mut BTreeMap<ConnId, Connection>,
         stats: &mut Stats,
     ) -> Option<Action> {
+        stats.bytes_sent += std::mem::take(&mut self.released_uncounted);
         if self.actions.is_empty() {
             for id in self.dirty.drain(..) {
                 let Some(conn) = conns.get_mut(&id) else {

@@ -121,3 +121,12 @@ pub(crate) fn fit(packet: &mut Packet, version: ProtocolVersion, max_packet_size
     *reason_string = None;
     user_properties.clear();
 }
+
+/// Whether `packet`, as `fit` leaves it, fits the client's Maximum Packet Size: a packet that
+/// does not cannot be sent at all [MQTT-3.1.2-27] (5.0) (an Assigned Client Identifier can make
+/// even a CONNACK too large for a client with a tiny maximum).
+pub(crate) fn fits(packet: &Packet, version: ProtocolVersion, max_packet_size: u32) -> bool {
+    packet
+        .encoded_len(version)
+        .is_ok_and(|len| len <= max_packet_size as usize)
+}

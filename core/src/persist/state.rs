@@ -185,6 +185,11 @@ impl State {
                     .deliveries
                     .get_mut(delivery_id)
                     .ok_or("sent delivery is not queued")?;
+                // A delivery is sent once and keeps its packet id until done; a second id
+                // would leave the first in flight for a delivery that no longer has it.
+                if d.packet_id.is_some() {
+                    return Err("delivery sent twice");
+                }
                 d.packet_id = Some(*packet_id);
                 session.in_flight.insert(*packet_id, *delivery_id);
             }
@@ -220,8 +225,19 @@ impl State {
                 client_id,
                 delivery_id,
             } => {
-                let d = self
-                    .session(client_id)?
+                let session = self.session(client_id)?;
+                // Only a delivery not yet sent is discarded; one in flight ends with `Acked`,
+                // which frees its packet id too.
+                if session
+                    .deliveries
+                    .get(delivery_id)
+                    .ok_or("discarded delivery is not queued")?
+                    .packet_id
+                    .is_some()
+                {
+                    return Err("discarded delivery is in flight");
+                }
+                let d = session
                     .deliveries
                     .remove(delivery_id)
                     .ok_or("discarded delivery is not queued")?;
