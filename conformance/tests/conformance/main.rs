@@ -4,6 +4,7 @@
 //! (see midge_conformance::target) and keep apart by their client ids and topics.
 
 mod connect;
+mod options;
 mod packet;
 mod publish;
 mod subscribe;
