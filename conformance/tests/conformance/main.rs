@@ -6,6 +6,7 @@
 mod connect;
 mod options;
 mod packet;
+mod properties;
 mod publish;
 mod subscribe;
 
