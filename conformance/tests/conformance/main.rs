@@ -8,6 +8,7 @@ mod options;
 mod packet;
 mod properties;
 mod publish;
+mod session;
 mod subscribe;
 
 use midge_conformance::client::{RawClient, connect_packet};
