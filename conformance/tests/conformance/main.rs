@@ -4,6 +4,7 @@
 //! (see midge_conformance::target) and keep apart by their client ids and topics.
 
 mod connect;
+mod fields;
 mod options;
 mod packet;
 mod properties;
