@@ -234,6 +234,67 @@ fn mqtt_3_9_2_1_v5_suback_and_disconnect_fit_the_maximum_packet_size() {
     }
 }
 
+/// With Maximum Packet Size 16 every answer stays within it: PUBREL and PUBCOMP for unknown
+/// packet ids (0x92), UNSUBACK for a filter with no subscription (0x11), and a CONNACK
+/// refusing an unknown authentication method, all of which may carry a Reason String.
+/// Covers [MQTT-3.6.2-3] (5.0) [MQTT-3.7.2-2] (5.0) [MQTT-3.7.2-3] (5.0) [MQTT-3.11.2-1] (5.0)
+/// Covers [MQTT-3.11.2-2] (5.0) [MQTT-3.2.2-19] (5.0) [MQTT-3.2.2-20] (5.0)
+#[test]
+fn mqtt_3_6_2_2_v5_acknowledgements_fit_the_maximum_packet_size() {
+    const MAX: u32 = 16;
+    let names = Names::new();
+    let mut c = max_size_client(&names.client_id("a"), MAX);
+    let unknown = midge_conformance::client::pid(999);
+    c.send(&Packet::PubRec(midge_core::codec::PubRec::success(unknown)));
+    let rel = c.expect_pubrel(unknown);
+    assert!(
+        encoded_len(&Packet::PubRel(rel.clone())) <= MAX as usize,
+        "{rel:?}"
+    );
+    c.send(&Packet::PubRel(midge_core::codec::PubRel::success(unknown)));
+    let comp = c.expect_pubcomp(unknown);
+    assert!(
+        encoded_len(&Packet::PubComp(comp.clone())) <= MAX as usize,
+        "{comp:?}"
+    );
+    let unsuback = c.unsubscribe(&[&names.topic("never")]);
+    assert!(
+        encoded_len(&Packet::UnsubAck(unsuback.clone())) <= MAX as usize,
+        "{unsuback:?}"
+    );
+
+    let mut refused = connect_packet(V5, &names.client_id("b"));
+    refused.properties.maximum_packet_size = NonZeroU32::new(MAX);
+    refused.properties.authentication_method = Some("NO-SUCH-METHOD".into());
+    let mut c = RawClient::open(addr(), V5);
+    c.send(&Packet::Connect(refused));
+    for p in c.expect_closed() {
+        assert!(encoded_len(&p) <= MAX as usize, "{p:?}");
+    }
+}
+
+/// Without a Maximum QoS in CONNACK the broker supports QoS 2: a QoS 2 PUBLISH completes and
+/// a QoS 2 subscription is granted as asked.
+#[test]
+fn mqtt_3_2_2_9_v5_no_maximum_qos_means_qos_2_is_supported() {
+    let names = Names::new();
+    let (mut c, ack) = RawClient::connect_with(addr(), connect_packet(V5, &names.client_id("a")));
+    if ack
+        .properties
+        .maximum_qos
+        .is_some_and(|q| q != QoS::ExactlyOnce)
+    {
+        // A broker announcing a lower maximum: nothing to check here.
+        return;
+    }
+    let topic = names.topic("t");
+    c.sub(&topic, QoS::ExactlyOnce);
+    let reason = c.publish(&topic, b"x", QoS::ExactlyOnce, false);
+    assert!(!reason.is_error(), "{reason:?}");
+    let p = c.recv_publish();
+    assert!(matches!(p.qos_pid, QosPid::ExactlyOnce(_)), "{p:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Topic aliases
 // ---------------------------------------------------------------------------------------------

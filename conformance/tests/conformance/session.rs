@@ -276,6 +276,20 @@ fn mqtt_4_1_0_2_v5_session_discarded_after_its_expiry_interval() {
     end_session(V5, &id);
 }
 
+/// A 3.1.1 clean session lasts as long as its connection: its subscription still delivers
+/// after a while.
+#[test]
+fn mqtt_4_1_0_2_v311_session_lasts_while_connected() {
+    let names = Names::new();
+    let topic = names.topic("t");
+    let mut sub = connect(V311, &names.client_id("sub"));
+    sub.sub(&topic, QoS::AtLeastOnce);
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut publisher = connect(V311, &names.client_id("pub"));
+    publisher.publish(&topic, b"still", QoS::AtLeastOnce, false);
+    assert_eq!(&sub.recv_publish().payload[..], b"still");
+}
+
 /// A session kept for 60 s at CONNECT is discarded at once when the DISCONNECT sets its Session
 /// Expiry Interval to 0.
 #[test]
