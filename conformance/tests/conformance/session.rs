@@ -183,7 +183,8 @@ fn mqtt_4_3_3_12_v5_same_packet_id_after_pubcomp_is_a_new_publication() {
 }
 
 /// A QoS 2 PUBLISH refused with PUBREC 0x99 (payload not UTF-8 although said to be): the same
-/// packet id with a valid payload is a new publication, delivered.
+/// packet id with a valid payload is a new publication, delivered. (A broker that does not
+/// check payload formats accepts the first PUBLISH and leaves nothing to check.)
 #[test]
 fn mqtt_4_3_3_9_v5_same_packet_id_after_pubrec_error_is_a_new_publication() {
     let names = Names::new();
@@ -196,7 +197,12 @@ fn mqtt_4_3_3_9_v5_same_packet_id_after_pubrec_error_is_a_new_publication() {
     p.properties.payload_format_indicator = Some(midge_core::codec::PayloadFormat::Utf8);
     publisher.send(&Packet::Publish(p));
     let rec = publisher.expect_pubrec(id);
-    assert!(rec.reason.is_error(), "{rec:?}");
+    if !rec.reason.is_error() {
+        // A broker that does not check payload formats accepted it: no refusal to test.
+        publisher.send(&Packet::PubRel(midge_core::codec::PubRel::success(id)));
+        publisher.expect_pubcomp(id);
+        return;
+    }
     publisher.send(&Packet::Publish(publish_packet(
         &topic,
         b"fine",
@@ -485,8 +491,8 @@ fn mqtt_3_1_2_26_v5_reconnect_within_the_will_delay_suppresses_the_will() {
 // DISCONNECT from the broker
 // ---------------------------------------------------------------------------------------------
 
-/// A session taken over: the old connection gets DISCONNECT 0x8E (a DISCONNECT reason code),
-/// without a Session Expiry Interval, then nothing more, and is closed.
+/// A session taken over: the old connection is closed, after at most a DISCONNECT 0x8E (a
+/// DISCONNECT reason code) without a Session Expiry Interval and nothing after it.
 /// Covers [MQTT-3.14.2-2] (5.0) [MQTT-3.14.4-1] (5.0) [MQTT-3.14.4-2] (5.0) [MQTT-4.13.2-1] (5.0)
 #[test]
 fn mqtt_3_14_2_1_v5_server_disconnect_uses_a_disconnect_reason_and_closes() {
@@ -495,11 +501,13 @@ fn mqtt_3_14_2_1_v5_server_disconnect_uses_a_disconnect_reason_and_closes() {
     let mut old = connect(V5, &id);
     let new = connect(V5, &id);
     match old.expect_closed().as_slice() {
+        // Closing without DISCONNECT is allowed too; then there is no packet to check.
+        [] => {}
         [Packet::Disconnect(d)] => {
             assert_eq!(d.reason, DisconnectReason::SessionTakenOver);
             assert_eq!(d.properties.session_expiry_interval, None, "{d:?}");
         }
-        other => panic!("expected one DISCONNECT then closure, got {other:?}"),
+        other => panic!("expected closure after at most one DISCONNECT, got {other:?}"),
     }
     new.disconnect();
 }
