@@ -343,10 +343,20 @@ impl RawClient {
     /// Subscribes to each filter (with its options) in one SUBSCRIBE and returns the SUBACK,
     /// checking its packet id.
     pub fn subscribe_many(&mut self, subscriptions: &[(&str, SubscriptionOptions)]) -> SubAck {
+        self.subscribe_with(SubscribeProperties::default(), subscriptions)
+    }
+
+    /// Subscribes as [`RawClient::subscribe_many`] does, with `properties` (an MQTT 5
+    /// Subscription Identifier, User Properties).
+    pub fn subscribe_with(
+        &mut self,
+        properties: SubscribeProperties,
+        subscriptions: &[(&str, SubscriptionOptions)],
+    ) -> SubAck {
         let packet_id = self.packet_id();
         self.send(&Packet::Subscribe(Subscribe {
             packet_id,
-            properties: SubscribeProperties::default(),
+            properties,
             subscriptions: subscriptions
                 .iter()
                 .map(|(filter, options)| Subscription {

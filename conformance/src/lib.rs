@@ -8,10 +8,12 @@
 //!   partial and out-of-order bytes and asserts on exact answers and on closure, every wait
 //!   with a deadline.
 //! - [`names`]: client ids and topics unique to one test, so tests run in parallel on one broker.
+//! - [`scram`]: the client side of SCRAM-SHA-256, for MQTT 5 enhanced authentication.
 //! - [`coverage`]: statements.tsv (every statement id and its classification), the tests that
 //!   cover each one, and COVERAGE.md.
 
 pub mod client;
 pub mod coverage;
 pub mod names;
+pub mod scram;
 pub mod target;

@@ -61,11 +61,48 @@ fn resolve(addr: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("{ADDR_VAR}={addr} resolves to no address"))
 }
 
-/// Starts the daemon and waits for its `listening on ADDR` line.
+/// A daemon of its own for a test that needs options the shared one does not have: the
+/// default configuration plus `extra` (lines of mosquitto.conf), with `files` (name, contents)
+/// written next to it; `{dir}` in `extra` stands for their directory. `None` when the suite
+/// runs against a broker given by address, whose configuration it cannot choose: the test
+/// then has nothing to check. The daemon stops when the returned target is dropped.
+pub fn configured_midge(midge_bin: &str, extra: &str, files: &[(&str, &str)]) -> Option<Target> {
+    if std::env::var(ADDR_VAR).is_ok_and(|a| !a.is_empty()) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents)
+            .unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+    let extra = extra.replace("{dir}", &dir.path().display().to_string());
+    Some(start_in(
+        midge_bin,
+        dir,
+        &format!("{MIDGE_CONFIG}{extra}\n"),
+    ))
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.daemon {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the daemon with the default configuration.
 fn start_midge(bin: &str) -> Target {
     let dir = tempfile::tempdir().expect("temporary directory");
+    start_in(bin, dir, MIDGE_CONFIG)
+}
+
+/// Starts the daemon with `config` written to `dir` and waits for its `listening on ADDR`
+/// line.
+fn start_in(bin: &str, dir: tempfile::TempDir, config: &str) -> Target {
     let conf = dir.path().join("midge.conf");
-    std::fs::write(&conf, MIDGE_CONFIG).expect("write midge.conf");
+    std::fs::write(&conf, config).expect("write midge.conf");
     let mut child = Command::new(bin)
         .arg("-c")
         .arg(&conf)

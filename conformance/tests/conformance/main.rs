@@ -3,9 +3,14 @@
 //! src/coverage.rs for the convention and COVERAGE.md for the result). Tests share one broker
 //! (see midge_conformance::target) and keep apart by their client ids and topics.
 
+mod configured;
 mod connect;
+mod fields;
+mod options;
 mod packet;
+mod properties;
 mod publish;
+mod session;
 mod subscribe;
 
 use midge_conformance::client::{RawClient, connect_packet};
