@@ -8,6 +8,7 @@
 
 use super::close::WillAction;
 use super::connection::{ConnState, EnhancedAuth, PendingConnect};
+use super::problem;
 use super::{Broker, ConnId};
 use crate::auth::{AuthFailure, AuthRequest, AuthStep, ConnectDecision, ConnectRequest};
 use crate::codec::{
@@ -289,11 +290,8 @@ impl Broker {
         let mut disconnect = Disconnect::new(failure.disconnect_reason());
         disconnect.properties.reason_string = reason_string(conn.auth.as_deref(), why);
         let mut packet = Packet::Disconnect(disconnect);
-        if let Some(max) = conn.auth.as_ref().map(|a| a.max_packet_size)
-            && !fits(&packet, max)
-            && let Packet::Disconnect(d) = &mut packet
-        {
-            d.properties.reason_string = None;
+        if let Some(max) = conn.auth.as_ref().map(|a| a.max_packet_size) {
+            problem::fit(&mut packet, ProtocolVersion::V5, max);
         }
         self.write_v5(id, &packet);
         self.close_conn(id, None, WillAction::Publish);
@@ -324,10 +322,6 @@ impl Broker {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        let mut properties = ConnAckProperties {
-            reason_string: reason_string(conn.auth.as_deref(), why),
-            ..ConnAckProperties::default()
-        };
         let max = conn
             .auth
             .as_ref()
@@ -335,18 +329,14 @@ impl Broker {
         let mut packet = Packet::ConnAck(ConnAck {
             session_present: false,
             reason,
-            properties: properties.clone(),
+            properties: ConnAckProperties {
+                reason_string: reason_string(conn.auth.as_deref(), why),
+                ..ConnAckProperties::default()
+            },
         });
         // A Reason String that would make the CONNACK too large for the client is left out
         // [MQTT-3.2.2-19] (5.0).
-        if !fits(&packet, max) {
-            properties.reason_string = None;
-            packet = Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason,
-                properties,
-            });
-        }
+        problem::fit(&mut packet, ProtocolVersion::V5, max);
         self.write_v5(id, &packet);
         self.close_conn(id, None, WillAction::Discard);
     }
@@ -398,8 +388,7 @@ fn auth_packet(reason: AuthReason, method: &ByteString, data: Option<Bytes>) -> 
 }
 
 /// Whether `packet` is within a client's Maximum Packet Size.
+/// Whether a packet to an MQTT 5 client fits its Maximum Packet Size.
 fn fits(packet: &Packet, max: u32) -> bool {
-    packet
-        .encoded_len(ProtocolVersion::V5)
-        .is_ok_and(|len| len <= max as usize)
+    problem::fits(packet, ProtocolVersion::V5, max)
 }

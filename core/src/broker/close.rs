@@ -82,8 +82,7 @@ impl Broker {
             let mut disconnect = Disconnect::new(reason);
             disconnect.properties.reason_string = problem::disconnect(reason);
             let mut packet = Packet::Disconnect(disconnect);
-            problem::fit(&mut packet, version, client.max_packet_size);
-            if !problem::fits(&packet, version, client.max_packet_size) {
+            if !problem::fit(&mut packet, version, client.max_packet_size) {
                 tracing::debug!(
                     conn = id.0,
                     "DISCONNECT exceeds the client's maximum packet size"

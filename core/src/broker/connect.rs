@@ -117,8 +117,7 @@ impl Broker {
             reason: ConnectReason::Success,
             properties,
         });
-        problem::fit(&mut probe, version, max_packet_size);
-        if !problem::fits(&probe, version, max_packet_size) {
+        if !problem::fit(&mut probe, version, max_packet_size) {
             return self.refuse(id, version, max_packet_size, ConnectReason::PacketTooLarge);
         }
 
@@ -408,8 +407,7 @@ impl Broker {
                     ..ConnAckProperties::default()
                 },
             });
-            problem::fit(&mut connack, version, max_packet_size);
-            if !problem::fits(&connack, version, max_packet_size) {
+            if !problem::fit(&mut connack, version, max_packet_size) {
                 tracing::debug!(
                     conn = id.0,
                     "CONNACK exceeds the client's maximum packet size"

@@ -121,18 +121,18 @@ impl Broker {
         let mut fitted;
         let packet = if max < crate::codec::MAX_PACKET_SIZE {
             fitted = packet.clone();
-            super::problem::fit(&mut fitted, version, max);
+            if !super::problem::fit(&mut fitted, version, max) {
+                // It must not be sent [MQTT-3.1.2-27] (5.0). Closing here would end the session
+                // under the handler that replies, so the request stays unanswered instead
+                // (CONNACK, the one reply that cannot be skipped, is checked before the
+                // connection is accepted).
+                tracing::warn!(conn = id.0, packet = ?packet.packet_type(), max, "reply exceeds the client's maximum packet size, not sent");
+                return;
+            }
             &fitted
         } else {
             packet
         };
-        if max < crate::codec::MAX_PACKET_SIZE && !super::problem::fits(packet, version, max) {
-            // It must not be sent [MQTT-3.1.2-27] (5.0). Closing here would end the session
-            // under the handler that replies, so the request stays unanswered instead (CONNACK,
-            // the one reply that cannot be skipped, is checked before the connection is accepted).
-            tracing::warn!(conn = id.0, packet = ?packet.packet_type(), max, "reply exceeds the client's maximum packet size, not sent");
-            return;
-        }
         if let Err(e) = self
             .outbox
             .write(id, conn, version, packet, &mut self.stats)

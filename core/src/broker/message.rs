@@ -1,6 +1,7 @@
 //! Application messages as the broker keeps them, and one delivery of a message to a session.
 
 use super::Time;
+use super::subscribe::SubEntry;
 use crate::codec::{ByteString, PacketId, Publish, PublishProperties, QoS, QosPid};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
@@ -86,6 +87,26 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery of `msg` through a subscription with these options (`shared`: the shared
+    /// subscription it was chosen for): at most the granted QoS, RETAIN kept only with Retain
+    /// As Published [MQTT-3.3.1-9] (3.1.1) (5.0, 3.3.1.3).
+    pub(crate) fn through(
+        msg: Arc<Message>,
+        entry: &SubEntry,
+        shared: Option<ByteString>,
+    ) -> Delivery {
+        Delivery {
+            qos: entry.qos.min(msg.qos),
+            retain: msg.retain && entry.retain_as_published,
+            subscription_ids: entry.subscription_id.into_iter().collect(),
+            id: 0,
+            recorded: false,
+            on_subscribe: false,
+            shared,
+            msg,
+        }
+    }
+
     /// Bytes counted against a session's `max_queued_bytes`: the payload, as Mosquitto counts.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.msg.payload.len()

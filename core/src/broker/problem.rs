@@ -78,14 +78,15 @@ pub(crate) fn subscribe(reasons: &[SubAckReason]) -> Option<ByteString> {
 /// make it larger than the client's Maximum Packet Size [MQTT-3.2.2-19] [MQTT-3.2.2-20]
 /// [MQTT-3.4.2-2] [MQTT-3.4.2-3] [MQTT-3.5.2-2] [MQTT-3.5.2-3] [MQTT-3.6.2-2] [MQTT-3.6.2-3]
 /// [MQTT-3.7.2-2] [MQTT-3.7.2-3] [MQTT-3.9.2-1] [MQTT-3.9.2-2] [MQTT-3.11.2-1] [MQTT-3.11.2-2]
-/// [MQTT-3.14.2-3] [MQTT-3.14.2-4] (5.0).
-pub(crate) fn fit(packet: &mut Packet, version: ProtocolVersion, max_packet_size: u32) {
-    if !version.is_v5()
-        || packet
-            .encoded_len(version)
-            .is_ok_and(|len| len <= max_packet_size as usize)
-    {
-        return;
+/// [MQTT-3.14.2-3] [MQTT-3.14.2-4] [MQTT-3.15.2-2] (5.0). Returns whether the
+/// packet then fits: one that does not cannot be sent at all [MQTT-3.1.2-27] (5.0) (an Assigned
+/// Client Identifier can make even a CONNACK too large for a client with a tiny maximum).
+pub(crate) fn fit(packet: &mut Packet, version: ProtocolVersion, max_packet_size: u32) -> bool {
+    if fits(packet, version, max_packet_size) {
+        return true;
+    }
+    if !version.is_v5() {
+        return false;
     }
     let (reason_string, user_properties) = match packet {
         Packet::PubAck(p) | Packet::PubRec(p) => (
@@ -116,15 +117,17 @@ pub(crate) fn fit(packet: &mut Packet, version: ProtocolVersion, max_packet_size
             &mut p.properties.reason_string,
             &mut p.properties.user_properties,
         ),
-        _ => return,
+        _ => return false,
     };
+    if reason_string.is_none() && user_properties.is_empty() {
+        return false;
+    }
     *reason_string = None;
     user_properties.clear();
+    fits(packet, version, max_packet_size)
 }
 
-/// Whether `packet`, as `fit` leaves it, fits the client's Maximum Packet Size: a packet that
-/// does not cannot be sent at all [MQTT-3.1.2-27] (5.0) (an Assigned Client Identifier can make
-/// even a CONNACK too large for a client with a tiny maximum).
+/// Whether `packet` fits the client's Maximum Packet Size.
 pub(crate) fn fits(packet: &Packet, version: ProtocolVersion, max_packet_size: u32) -> bool {
     packet
         .encoded_len(version)

@@ -8,12 +8,11 @@ use super::problem;
 use super::session::SessionKey;
 use super::shared::GroupKey;
 use super::subscribe::SubEntry;
-use super::topic_alias::AliasUse;
 use super::{Broker, ConnId};
 use crate::auth::Access;
 use crate::codec::{
-    ByteString, DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PayloadFormat, PubAck,
-    PubAckReason, PubComp, PubRec, PubRel, PubRelReason, Publish, QoS, QosPid,
+    DisconnectReason, MAX_PACKET_SIZE, Packet, PacketId, PayloadFormat, PubAck, PubAckReason,
+    PubComp, PubRec, PubRel, PubRelReason, Publish, QoS, QosPid,
 };
 use std::sync::Arc;
 
@@ -329,46 +328,37 @@ impl Broker {
             return false;
         };
         self.shared.set_last(group, member);
-        let d = Delivery {
-            qos: entry.qos.min(msg.qos),
-            retain: msg.retain && entry.retain_as_published,
-            subscription_ids: entry.subscription_id.into_iter().collect(),
-            id: 0,
-            recorded: false,
-            on_subscribe: false,
-            shared: Some(self.shared.group(group).full.clone()),
-            msg: Arc::clone(msg),
-        };
-        self.deliver(member, d);
+        let full = self.shared.group(group).full.clone();
+        self.deliver(
+            member,
+            Delivery::through(Arc::clone(msg), &entry, Some(full)),
+        );
         true
     }
 
     /// Whether a message fits the Maximum Packet Size of a member's connected client.
-    pub(super) fn fits_member(&self, key: SessionKey, msg: &Message, entry: &SubEntry) -> bool {
+    pub(super) fn fits_member(
+        &self,
+        key: SessionKey,
+        msg: &Arc<Message>,
+        entry: &SubEntry,
+    ) -> bool {
+        !self.too_large_for(key, &Delivery::through(Arc::clone(msg), entry, None))
+    }
+
+    /// Whether a delivery exceeds the Maximum Packet Size of the session's connected client.
+    fn too_large_for(&self, key: SessionKey, d: &Delivery) -> bool {
         let Some(client) = self.sessions[key]
             .conn
             .and_then(|id| self.conns.get(&id))
             .and_then(|c| c.client())
         else {
-            return true;
+            return false;
         };
-        if client.max_packet_size >= MAX_PACKET_SIZE {
-            return true;
-        }
-        let probe = Delivery {
-            qos: entry.qos.min(msg.qos),
-            retain: msg.retain && entry.retain_as_published,
-            subscription_ids: entry.subscription_id.into_iter().collect(),
-            id: 0,
-            recorded: false,
-            on_subscribe: false,
-            shared: None,
-            msg: Arc::new(msg.clone()),
-        };
-        let packet = Packet::Publish(probe.to_publish(PacketId::new(1), false, self.now));
-        packet
-            .encoded_len(client.version)
-            .is_ok_and(|len| len <= client.max_packet_size as usize)
+        client.max_packet_size < MAX_PACKET_SIZE
+            && Packet::Publish(d.to_publish(PacketId::new(1), false, self.now))
+                .encoded_len(client.version)
+                .is_ok_and(|len| len > client.max_packet_size as usize)
     }
 
     /// The member of a group a message goes to, taking turns: the first, after the one chosen
@@ -380,7 +370,7 @@ impl Broker {
     fn choose_member(
         &self,
         group: GroupKey,
-        msg: &Message,
+        msg: &Arc<Message>,
         not: Option<SessionKey>,
     ) -> Option<(SessionKey, SubEntry)> {
         let mut connected = None;
@@ -562,22 +552,12 @@ impl Broker {
     /// Nothing larger than the client's Maximum Packet Size is sent; the message is dropped for
     /// this client and counted [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
     fn fits_client(&mut self, key: SessionKey, d: &Delivery) -> bool {
-        let Some(client) = self.sessions[key]
-            .conn
-            .and_then(|id| self.conns.get(&id))
-            .and_then(|c| c.client())
-        else {
+        if self.sessions[key].conn.is_none() {
             return false;
-        };
-        if client.max_packet_size < MAX_PACKET_SIZE {
-            let probe = Packet::Publish(d.to_publish(PacketId::new(1), false, self.now));
-            if probe
-                .encoded_len(client.version)
-                .is_ok_and(|len| len > client.max_packet_size as usize)
-            {
-                self.stats.dropped_too_large += 1;
-                return false;
-            }
+        }
+        if self.too_large_for(key, d) {
+            self.stats.dropped_too_large += 1;
+            return false;
         }
         true
     }
@@ -593,34 +573,11 @@ impl Broker {
             return;
         };
         let version = client.version;
-        let mut packet = Packet::Publish(d.to_publish(id, dup, self.now));
-        if let Packet::Publish(publish) = &mut packet {
-            let plan = client.outbound_aliases.plan(&publish.topic);
-            let topic = publish.topic.clone();
-            match plan {
-                AliasUse::None => {}
-                AliasUse::Set(alias) => publish.properties.topic_alias = Some(alias),
-                AliasUse::Reuse(alias) => {
-                    publish.properties.topic_alias = Some(alias);
-                    publish.topic = ByteString::default();
-                }
-            }
-            if plan != AliasUse::None {
-                // The alias property may make a short topic's packet larger: never past the
-                // client's Maximum Packet Size, which the message fits without it.
-                let fits = packet
-                    .encoded_len(version)
-                    .is_ok_and(|len| len <= client.max_packet_size as usize);
-                if let Packet::Publish(publish) = &mut packet {
-                    if fits {
-                        client.outbound_aliases.commit(&topic, plan);
-                    } else {
-                        publish.topic = topic;
-                        publish.properties.topic_alias = None;
-                    }
-                }
-            }
-        }
+        let packet = client.outbound_aliases.apply(
+            d.to_publish(id, dup, self.now),
+            version,
+            client.max_packet_size,
+        );
         match self
             .outbox
             .write(conn_id, conn, version, &packet, &mut self.stats)

@@ -15,6 +15,7 @@ use super::subscribe::SubEntry;
 use crate::codec::ByteString;
 use slab::Slab;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub(crate) type GroupKey = usize;
 
@@ -194,17 +195,7 @@ impl super::Broker {
             }
             self.stats.shared_handed_over += 1;
             self.shared.set_last(group, member);
-            let d = Delivery {
-                qos: entry.qos.min(d.msg.qos),
-                retain: d.msg.retain && entry.retain_as_published,
-                subscription_ids: entry.subscription_id.into_iter().collect(),
-                id: 0,
-                recorded: false,
-                on_subscribe: false,
-                shared: d.shared,
-                msg: d.msg,
-            };
-            self.deliver(member, d);
+            self.deliver(member, Delivery::through(d.msg, &entry, d.shared));
         }
         for d in stay {
             self.sessions[key].outbound.restore_queued(d);
@@ -218,7 +209,7 @@ impl super::Broker {
     fn hand_over_to(
         &self,
         group: GroupKey,
-        msg: &Message,
+        msg: &Arc<Message>,
         from: SessionKey,
         any_member: bool,
     ) -> Option<(SessionKey, SubEntry)> {
