@@ -9,11 +9,14 @@
 //!   with a deadline.
 //! - [`names`]: client ids and topics unique to one test, so tests run in parallel on one broker.
 //! - [`scram`]: the client side of SCRAM-SHA-256, for MQTT 5 enhanced authentication.
+//! - [`interop`]: a daemon on every transport (TCP, TLS, WebSocket, WebSocket over TLS) for the
+//!   interoperability tests with real clients, and the rules for client tools that may be missing.
 //! - [`coverage`]: statements.tsv (every statement id and its classification), the tests that
 //!   cover each one, and COVERAGE.md.
 
 pub mod client;
 pub mod coverage;
+pub mod interop;
 pub mod names;
 pub mod scram;
 pub mod target;
