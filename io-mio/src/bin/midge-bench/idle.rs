@@ -1,0 +1,93 @@
+//! The idle scenario: N clients connect (CONNECT, CONNACK) with a bounded number in the
+//! handshake at once, then stay connected doing nothing. Measures the connect rate and the
+//! broker's resident memory per connection (growth of VmRSS over the run divided by N).
+//!
+//! One source address reaches about 28,000 connections per destination port (the ephemeral
+//! port range); for more, give several `--addr` (the broker listening on several ports).
+
+use crate::net::Net;
+use crate::options::Options;
+use crate::procfs;
+use crate::report::Report;
+use crate::wire::{self, Incoming};
+use bytes::BytesMut;
+use std::time::{Duration, Instant};
+
+/// How long to let the broker settle after the last CONNACK before reading its memory.
+const SETTLE: Duration = Duration::from_secs(1);
+
+pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
+    let mut net = Net::new(o.version.is_v5()).map_err(|e| format!("poll: {e}"))?;
+    let deadline = Instant::now() + o.timeout;
+    let rss0 = o.broker_pid.and_then(procfs::rss_kib);
+    let cpu0 = o.broker_pid.and_then(procfs::cpu_seconds);
+    let run_id = format!("{:x}", std::process::id());
+    let started = Instant::now();
+    let mut opened = 0usize;
+    let mut acked = 0usize;
+    let mut buf = BytesMut::new();
+    while acked < connections {
+        while opened < connections && opened - acked < o.connect_parallel {
+            let key = net
+                .open(o.addrs[opened % o.addrs.len()])
+                .map_err(|e| format!("connection {opened}: {e}"))?;
+            buf.clear();
+            // Keep alive 0: an idle connection needs no PINGREQ however long it is held.
+            wire::connect(o.version, &format!("mb-{run_id}-i{opened}"), 0, &mut buf);
+            net.send(key, &buf);
+            opened += 1;
+        }
+        net.flush()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out: {acked} of {connections} connections acknowledged"
+            ));
+        }
+        net.turn(
+            Some(Duration::from_millis(100)),
+            |_, key, packet| match packet {
+                Incoming::ConnAck { code: 0 } => {
+                    acked += 1;
+                    Ok(())
+                }
+                other => Err(format!("connection {key}: unexpected {other:?}")),
+            },
+        )?;
+    }
+    let connect_time = started.elapsed().as_secs_f64();
+    let cpu1 = o.broker_pid.and_then(procfs::cpu_seconds);
+    std::thread::sleep(SETTLE);
+    let rss1 = o.broker_pid.and_then(procfs::rss_kib);
+    if !o.hold.is_zero() {
+        // Keep reading so that a broker closing connections is noticed.
+        let until = Instant::now() + o.hold;
+        while Instant::now() < until {
+            net.turn(Some(Duration::from_millis(200)), |_, key, packet| {
+                Err(format!("idle connection {key} got {packet:?}"))
+            })?;
+        }
+    }
+    net.close_all();
+
+    let mut r = Report::new(&o.label, o.scenario.name());
+    r.text("mqtt", if o.version.is_v5() { "5" } else { "3.1.1" });
+    r.int("connections", connections as u64);
+    r.float("connect_s", connect_time);
+    r.float("connects_per_s", connections as f64 / connect_time);
+    if let Some((a, b)) = cpu0.zip(cpu1) {
+        r.float("broker_cpu_s", b - a);
+        r.float(
+            "broker_cpu_us_per_connect",
+            (b - a) * 1e6 / connections as f64,
+        );
+    }
+    if let Some((a, b)) = rss0.zip(rss1) {
+        r.int("broker_rss_before_kib", a);
+        r.int("broker_rss_after_kib", b);
+        r.float(
+            "broker_kib_per_connection",
+            b.saturating_sub(a) as f64 / connections as f64,
+        );
+    }
+    Ok(r)
+}
