@@ -171,6 +171,12 @@ impl InteropBroker {
         self.dir.path().join("ca.pem")
     }
 
+    /// The PEM file of the server's private key (PKCS #8), for clients that pin the server's
+    /// public key instead of trusting the CA.
+    pub fn server_key_file(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
     /// A temporary directory that lives as long as the broker, for a test's scripts and pages.
     pub fn scratch_dir(&self) -> &Path {
         self.dir.path()
