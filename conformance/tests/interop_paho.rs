@@ -1,7 +1,7 @@
-//! Interoperability with Python paho-mqtt (2.x; 1.x where its callbacks differ): MQTT 3.1.1 and
-//! 5.0, over TCP, TLS, WebSocket and WebSocket over TLS (path `/mqtt`; TLS trusting the test CA
-//! and checking the server's name), each of the four scenarios: every QoS, retained messages,
-//! wills, persistent session resume.
+//! Interoperability with Python paho-mqtt (2.x, and 1.x: the script takes both callback APIs):
+//! MQTT 3.1.1 and 5.0, over TCP, TLS, WebSocket and WebSocket over TLS (path `/mqtt`; TLS
+//! trusting the test CA and checking the server's name), each of the four scenarios: every QoS,
+//! retained messages, wills, persistent session resume.
 //!
 //! `interop/paho_scenarios.py` acts out a scenario and prints a line for each CONNACK, SUBACK and
 //! message its clients receive; the tests here compare those lines with exactly what the broker
