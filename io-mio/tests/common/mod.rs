@@ -1,6 +1,6 @@
 //! What the daemon's integration tests share: a running `midge` process on ephemeral ports, a
 //! small blocking MQTT client on top of midge-core's codec (over TCP, TLS, WebSocket and Unix
-//! sockets), test certificates, and helpers for the external tools some tests drive.
+//! sockets), test certificates, and helpers that run processes and read their output.
 //!
 //! Every wait has a deadline: reads carry socket timeouts and conditions are polled against a
 //! clock, so a broken daemon fails a test instead of hanging it.
@@ -986,32 +986,4 @@ pub fn publish_packet(
         properties: PublishProperties::default(),
         payload: Bytes::copy_from_slice(payload),
     })
-}
-
-// ------------------------------------------------------------------------------------------
-// External tools
-// ------------------------------------------------------------------------------------------
-
-/// Whether an external tool the interop tests need is there. When it is not, the test is
-/// skipped with a notice, except under CI (`CI` set), which installs the tools: there a
-/// missing tool fails the test rather than letting it pass without running.
-pub fn tool_available(name: &str, probe: &mut Command) -> bool {
-    let found = probe
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is not installed; .ci/run installs it");
-        }
-        // Straight to the process's stderr: the test harness would hide an eprintln! of a
-        // passing test.
-        let _ = writeln!(
-            io::stderr(),
-            "NOTICE: {name} is not installed; skipping this test"
-        );
-    }
-    found
 }
