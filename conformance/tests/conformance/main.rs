@@ -12,6 +12,7 @@ mod properties;
 mod publish;
 mod session;
 mod subscribe;
+mod websocket;
 
 use midge_conformance::client::{RawClient, connect_packet};
 use midge_core::codec::{Connect, ProtocolVersion};
