@@ -6,6 +6,7 @@
 mod configured;
 mod connect;
 mod fields;
+mod max_qos;
 mod options;
 mod packet;
 mod properties;
