@@ -1,5 +1,6 @@
-//! A raw MQTT client over TCP for conformance tests, on midge-core's codec. It sends well-formed
-//! packets or any bytes at all (malformed, partial, out of order), and receives decoded packets.
+//! A raw MQTT client for conformance tests, on midge-core's codec, over TCP or over WebSocket
+//! (MQTT in binary WebSocket messages, section 6). It sends well-formed packets or any bytes at
+//! all (malformed, partial, out of order), and receives decoded packets or the raw bytes of one.
 //! Every wait has a deadline ([`WAIT`] for what must come, [`QUIET`] for what must not), so a
 //! broker that misbehaves fails a test instead of hanging it.
 //!
@@ -85,10 +86,87 @@ pub fn encode(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
     out.to_vec()
 }
 
+/// The connection under a client: MQTT directly over TCP, or in WebSocket messages over TCP.
+#[derive(Debug)]
+enum Link {
+    Tcp(TcpStream),
+    WebSocket(Box<tungstenite::WebSocket<TcpStream>>),
+}
+
+impl Link {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Tcp(s) => s,
+            Link::WebSocket(ws) => ws.get_ref(),
+        }
+    }
+
+    /// Writes bytes: as they are over TCP, as one binary message over WebSocket.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Tcp(s) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            Link::WebSocket(ws) => ws
+                .send(tungstenite::Message::binary(bytes.to_vec()))
+                .map_err(ws_error),
+        }
+    }
+
+    /// Reads what arrives within `timeout` into `buf`; `Ok(0)` when the connection has ended
+    /// (over WebSocket also by a Close message or by a close without one).
+    fn read(&mut self, buf: &mut BytesMut, timeout: Duration) -> io::Result<usize> {
+        self.tcp()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        match self {
+            Link::Tcp(s) => {
+                let mut chunk = [0u8; 16 * 1024];
+                let n = s.read(&mut chunk)?;
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Link::WebSocket(ws) => loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Binary(data)) if data.is_empty() => {}
+                    Ok(tungstenite::Message::Binary(data)) => {
+                        buf.extend_from_slice(&data);
+                        return Ok(data.len());
+                    }
+                    Ok(tungstenite::Message::Close(_)) => return Ok(0),
+                    Ok(tungstenite::Message::Text(_)) => {
+                        return Err(io::Error::other(
+                            "the broker sent a text WebSocket message [MQTT-6.0.0-1]",
+                        ));
+                    }
+                    // Pings are answered by the WebSocket layer.
+                    Ok(_) => {}
+                    Err(
+                        tungstenite::Error::ConnectionClosed
+                        | tungstenite::Error::AlreadyClosed
+                        | tungstenite::Error::Protocol(
+                            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                        ),
+                    ) => return Ok(0),
+                    Err(e) => return Err(ws_error(e)),
+                }
+            },
+        }
+    }
+}
+
+/// A WebSocket error as the I/O error it is, or wraps.
+fn ws_error(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        e => io::Error::other(e),
+    }
+}
+
 /// A raw connection to the broker.
 #[derive(Debug)]
 pub struct RawClient {
-    stream: TcpStream,
+    link: Link,
     /// The version packets are encoded and decoded in.
     pub version: ProtocolVersion,
     buf: BytesMut,
@@ -99,12 +177,45 @@ pub struct RawClient {
 impl RawClient {
     /// A TCP connection to `addr`; nothing is sent yet.
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
-        let stream = TcpStream::connect_timeout(&addr, WAIT)
-            .unwrap_or_else(|e| panic!("cannot connect to the broker at {addr}: {e}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+        RawClient::on(Link::Tcp(tcp(addr)), version)
+    }
+
+    /// A WebSocket connection to `ws://addr/mqtt` offering the subprotocols `offered` (a
+    /// comma-separated list, as the `Sec-WebSocket-Protocol` header has them); nothing is sent
+    /// yet. Returns the client and the subprotocol the server selected, if it named one.
+    /// A refused upgrade fails the test.
+    pub fn open_websocket(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        offered: &str,
+    ) -> (RawClient, Option<String>) {
+        let stream = tcp(addr);
+        // The handshake is bounded by the stream's timeouts.
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let uri: tungstenite::http::Uri = format!("ws://{addr}/mqtt").parse().expect("URI");
+        let request = tungstenite::ClientRequestBuilder::new(uri).with_sub_protocol(offered);
+        let (ws, response) = match tungstenite::client(request, stream) {
+            Ok(done) => done,
+            Err(tungstenite::HandshakeError::Failure(e)) => {
+                panic!("WebSocket upgrade at {addr} offering {offered:?} failed: {e}")
+            }
+            Err(tungstenite::HandshakeError::Interrupted(_)) => {
+                panic!("WebSocket upgrade at {addr} not answered within {WAIT:?}")
+            }
+        };
+        let selected = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        (
+            RawClient::on(Link::WebSocket(Box::new(ws)), version),
+            selected,
+        )
+    }
+
+    fn on(link: Link, version: ProtocolVersion) -> RawClient {
         RawClient {
-            stream,
+            link,
             version,
             buf: BytesMut::with_capacity(16 * 1024),
             kept: VecDeque::new(),
@@ -150,11 +261,20 @@ impl RawClient {
             .unwrap_or_else(|e| panic!("cannot send {packet:?}: {e}"));
     }
 
-    /// Sends bytes as they are. The broker may already have closed the connection (it is
-    /// allowed to on the first bad byte), so the error is the caller's to judge.
+    /// Sends bytes as they are; over WebSocket, in one binary message. The broker may already
+    /// have closed the connection (it is allowed to on the first bad byte), so the error is the
+    /// caller's to judge.
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+        self.link.write(bytes)
+    }
+
+    /// Sends a WebSocket message of any kind as it is (a text message, a message in several
+    /// frames). Panics on a TCP connection.
+    pub fn send_ws(&mut self, message: tungstenite::Message) -> io::Result<()> {
+        match &mut self.link {
+            Link::WebSocket(ws) => ws.send(message).map_err(ws_error),
+            Link::Tcp(_) => panic!("a WebSocket message on a TCP connection"),
+        }
     }
 
     /// A fresh packet id (1, 2, ...), unique on this connection.
@@ -173,42 +293,69 @@ impl RawClient {
 
     fn read_packet(&mut self, timeout: Duration) -> Result<Packet, RecvError> {
         let deadline = Instant::now() + timeout;
-        let mut chunk = [0u8; 16 * 1024];
         loop {
             match decode_from(&mut self.buf, self.version, MAX_PACKET_SIZE) {
                 Ok(Some(p)) => return Ok(p),
                 Ok(None) => {}
                 Err(e) => return Err(RecvError::Decode(e)),
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(RecvError::Timeout);
+            self.read_more(deadline)?;
+        }
+    }
+
+    /// Reads what arrives before `deadline` into the buffer (possibly nothing).
+    fn read_more(&mut self, deadline: Instant) -> Result<(), RecvError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(RecvError::Timeout);
+        }
+        match self.link.read(&mut self.buf, deadline - now) {
+            Ok(0) => Err(RecvError::Closed),
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
             }
-            self.stream
-                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
-                .map_err(RecvError::Io)?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(RecvError::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::BrokenPipe
-                            | io::ErrorKind::UnexpectedEof
-                    ) =>
-                {
-                    return Err(RecvError::Closed);
-                }
-                Err(e) => return Err(RecvError::Io(e)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Err(RecvError::Closed)
+            }
+            Err(e) => Err(RecvError::Io(e)),
+        }
+    }
+
+    /// The bytes of the next packet exactly as the broker sent them (fixed header included),
+    /// undecoded, within [`WAIT`]; for checks on the encoding itself. Packets already decoded
+    /// and kept would come first, so there must be none.
+    pub fn recv_packet_bytes(&mut self) -> Vec<u8> {
+        assert!(
+            self.kept.is_empty(),
+            "packets already decoded come first: {:?}",
+            self.kept
+        );
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(len) = frame_len(&self.buf) {
+                return self.buf.split_to(len).to_vec();
+            }
+            if let Err(e) = self.read_more(deadline) {
+                panic!(
+                    "expected a packet from the broker: {e:?} (received {:?})",
+                    &self.buf[..]
+                );
             }
         }
     }
@@ -271,21 +418,13 @@ impl RawClient {
     }
 
     fn drain_until_closed(&mut self, deadline: Instant, before: Vec<Packet>) -> Vec<Packet> {
-        let mut chunk = [0u8; 4096];
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!("expected the broker to close the connection (after {before:?})");
-            }
-            self.stream.set_read_timeout(Some(left)).expect("timeout");
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return before,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+            self.buf.clear();
+            match self.read_more(deadline) {
+                Ok(()) => {}
+                Err(RecvError::Timeout) => {
+                    panic!("expected the broker to close the connection (after {before:?})")
+                }
                 Err(_) => return before,
             }
         }
@@ -502,7 +641,7 @@ impl RawClient {
         self.send(&Packet::Disconnect(Disconnect::new(
             DisconnectReason::NormalDisconnection,
         )));
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.link.tcp().shutdown(Shutdown::Write);
         // Wait for the broker's side to close, so that what the DISCONNECT does (discarding
         // the will, ending a clean session) has happened when the test goes on.
         let _ = self.expect_closed();
@@ -510,6 +649,29 @@ impl RawClient {
 
     /// Drops the connection without DISCONNECT (a network failure, as the broker sees it).
     pub fn drop_connection(self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.link.tcp().shutdown(Shutdown::Both);
     }
+}
+
+/// A TCP connection to `addr` for a client.
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, WAIT)
+        .unwrap_or_else(|e| panic!("cannot connect to the broker at {addr}: {e}"));
+    stream.set_nodelay(true).expect("nodelay");
+    stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+    stream
+}
+
+/// The length of the packet at the start of `buf` (fixed header, Remaining Length and what it
+/// counts) once all of it is there.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let mut remaining = 0usize;
+    for (i, byte) in buf.iter().skip(1).take(4).enumerate() {
+        remaining |= usize::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            let len = 1 + (i + 1) + remaining;
+            return (buf.len() >= len).then_some(len);
+        }
+    }
+    None
 }

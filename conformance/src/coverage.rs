@@ -6,7 +6,10 @@
 //! - `todo`: a server obligation observable from outside that no test covers yet;
 //! - `client`: an obligation of clients only, nothing a server must do;
 //! - `unobservable`: a server obligation that cannot be seen from outside the broker, with the
-//!   reason in the note column.
+//!   reason in the note column;
+//! - `inapplicable`: an obligation only of a server that makes a choice midge does not make
+//!   (one without wildcard subscriptions, say), with the choice in the note column: midge never
+//!   is in the case it governs, so there is nothing to test.
 //!
 //! Tests say what they cover by name: a `#[test]` function named
 //! `mqtt_<a>_<b>_<c>_<n>_<v311|v5>_<what>` covers `[MQTT-a.b.c-n]` of that version. A doc
@@ -72,6 +75,7 @@ pub enum Status {
     Todo,
     Client,
     Unobservable,
+    Inapplicable,
 }
 
 impl Status {
@@ -81,6 +85,7 @@ impl Status {
             "todo" => Some(Status::Todo),
             "client" => Some(Status::Client),
             "unobservable" => Some(Status::Unobservable),
+            "inapplicable" => Some(Status::Inapplicable),
             _ => None,
         }
     }
@@ -91,6 +96,7 @@ impl Status {
             Status::Todo => "not yet covered",
             Status::Client => "client only",
             Status::Unobservable => "not observable",
+            Status::Inapplicable => "does not apply",
         }
     }
 }
@@ -102,7 +108,7 @@ pub struct Statement {
     /// `MQTT-a.b.c-n`.
     pub id: String,
     pub status: Status,
-    /// A short paraphrase, and for `unobservable` the reason.
+    /// A short paraphrase, and for `unobservable` and `inapplicable` the reason.
     pub note: String,
 }
 
@@ -141,8 +147,8 @@ pub fn parse_statements(text: &str) -> Result<Vec<Statement>, String> {
         let status =
             Status::parse(status).ok_or_else(|| format!("{}: unknown status {status:?}", at()))?;
         let note = rest.first().map_or("", |s| s.trim()).to_owned();
-        if status == Status::Unobservable && note.is_empty() {
-            return Err(format!("{}: {id} is unobservable without a reason", at()));
+        if matches!(status, Status::Unobservable | Status::Inapplicable) && note.is_empty() {
+            return Err(format!("{}: {id} is {status:?} without a reason", at()));
         }
         out.push(Statement {
             version,
@@ -388,11 +394,12 @@ impl Inputs {
                 (Status::Todo, true) => problems.push(format!(
                     "{where_} has tests but is marked todo: mark it covered"
                 )),
-                (Status::Client | Status::Unobservable, true) => problems.push(format!(
-                    "{where_} is marked {} but tests name it: {}",
-                    s.status.describe(),
-                    names(&tests[&key])
-                )),
+                (Status::Client | Status::Unobservable | Status::Inapplicable, true) => problems
+                    .push(format!(
+                        "{where_} is marked {} but tests name it: {}",
+                        s.status.describe(),
+                        names(&tests[&key])
+                    )),
                 _ => {}
             }
         }
@@ -437,12 +444,16 @@ pub fn render(inputs: &Inputs) -> String {
          - **not yet covered**: a server obligation observable from outside that has no test yet;\n\
          - **client only**: an obligation of clients, nothing a server must do;\n\
          - **not observable**: a server obligation that cannot be seen from outside the broker, \
-         with the reason.\n\n",
+         with the reason;\n\
+         - **does not apply**: an obligation only of a server that makes a choice midge does not \
+         make (such as not supporting wildcard subscriptions), with that choice: midge is never \
+         in the case it governs, so there is nothing to test.\n\n",
     );
     out.push_str(
-        "| Version | Statements | Covered | Not yet covered | Client only | Not observable |\n",
+        "| Version | Statements | Covered | Not yet covered | Client only | Not observable | \
+         Does not apply |\n",
     );
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for v in Version::ALL {
         let count = |status| {
             inputs
@@ -454,12 +465,13 @@ pub fn render(inputs: &Inputs) -> String {
         let total = inputs.statements.iter().filter(|s| s.version == v).count();
         let _ = writeln!(
             out,
-            "| MQTT {} | {total} | {} | {} | {} | {} |",
+            "| MQTT {} | {total} | {} | {} | {} | {} | {} |",
             v.label(),
             count(Status::Covered),
             count(Status::Todo),
             count(Status::Client),
-            count(Status::Unobservable)
+            count(Status::Unobservable),
+            count(Status::Inapplicable)
         );
     }
     out.push_str("\n## Differences in Mosquitto\n\n");

@@ -4,9 +4,9 @@
 //!
 //! - [`target`]: the broker under test: the midge daemon started on an ephemeral port, or the
 //!   broker `MIDGE_CONFORMANCE_ADDR` names.
-//! - [`client`]: a raw MQTT client over TCP on midge-core's codec that also sends malformed,
-//!   partial and out-of-order bytes and asserts on exact answers and on closure, every wait
-//!   with a deadline.
+//! - [`client`]: a raw MQTT client over TCP or WebSocket on midge-core's codec that also sends
+//!   malformed, partial and out-of-order bytes and asserts on exact answers and on closure,
+//!   every wait with a deadline.
 //! - [`names`]: client ids and topics unique to one test, so tests run in parallel on one broker.
 //! - [`scram`]: the client side of SCRAM-SHA-256, for MQTT 5 enhanced authentication.
 //! - [`interop`]: a daemon on every transport (TCP, TLS, WebSocket, WebSocket over TLS) for the

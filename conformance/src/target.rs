@@ -23,16 +23,29 @@ const MIDGE_CONFIG: &str = "listener 0 127.0.0.1\nallow_anonymous true\n";
 /// A broker the suite talks to.
 #[derive(Debug)]
 pub struct Target {
-    addr: SocketAddr,
+    /// Its listeners, in the order the configuration defines them.
+    addrs: Vec<SocketAddr>,
     /// The daemon this process started; `None` for a broker given by address. Its stdin pipe
     /// stays open as long as this process lives: when it closes, the daemon exits.
     daemon: Option<Child>,
 }
 
 impl Target {
-    /// The broker's address.
+    /// The broker's address (of its first listener).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// The address of the listener the configuration defines `index`th (0 is [`Target::addr`]):
+    /// for a daemon of [`configured_midge`] whose extra lines add listeners.
+    pub fn listener_addr(&self, index: usize) -> SocketAddr {
+        *self.addrs.get(index).unwrap_or_else(|| {
+            panic!(
+                "the broker has {} listeners, not {}",
+                self.addrs.len(),
+                index + 1
+            )
+        })
     }
 
     /// Whether the broker is the daemon this process started (rather than one given by address).
@@ -47,7 +60,7 @@ pub fn target(midge_bin: &str) -> &'static Target {
     static TARGET: OnceLock<Target> = OnceLock::new();
     TARGET.get_or_init(|| match std::env::var(ADDR_VAR) {
         Ok(addr) if !addr.is_empty() => Target {
-            addr: resolve(&addr),
+            addrs: vec![resolve(&addr)],
             daemon: None,
         },
         _ => start_midge(midge_bin),
@@ -63,7 +76,9 @@ fn resolve(addr: &str) -> SocketAddr {
 
 /// A daemon of its own for a test that needs options the shared one does not have: the
 /// default configuration plus `extra` (lines of mosquitto.conf), with `files` (name, contents)
-/// written next to it; `{dir}` in `extra` stands for their directory. `None` when the suite
+/// written next to it; `{dir}` in `extra` stands for their directory. Listener options in
+/// `extra` before any `listener` line apply to the default configuration's listener; listeners
+/// `extra` adds are reached with [`Target::listener_addr`]. `None` when the suite
 /// runs against a broker given by address, whose configuration it cannot choose: the test
 /// then has nothing to check. The daemon stops when the returned target is dropped.
 pub fn configured_midge(midge_bin: &str, extra: &str, files: &[(&str, &str)]) -> Option<Target> {
@@ -98,9 +113,13 @@ fn start_midge(bin: &str) -> Target {
     start_in(bin, dir, MIDGE_CONFIG)
 }
 
-/// Starts the daemon with `config` written to `dir` and waits for its `listening on ADDR`
-/// line.
+/// Starts the daemon with `config` written to `dir` and waits for its `listening on ADDR` line
+/// for each listener `config` defines (one socket each: the suite listens on 127.0.0.1).
 fn start_in(bin: &str, dir: tempfile::TempDir, config: &str) -> Target {
+    let listeners = config
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some("listener"))
+        .count();
     let conf = dir.path().join("midge.conf");
     std::fs::write(&conf, config).expect("write midge.conf");
     let mut child = Command::new(bin)
@@ -123,21 +142,27 @@ fn start_in(bin: &str, dir: tempfile::TempDir, config: &str) -> Target {
             }
         }
     });
-    let line = rx.recv_timeout(START_WAIT).unwrap_or_else(|_| {
-        let _ = child.kill();
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        panic!("{bin} did not start within {START_WAIT:?}: {err}")
-    });
+    let deadline = std::time::Instant::now() + START_WAIT;
+    let mut addrs = Vec::with_capacity(listeners);
+    while addrs.len() < listeners {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            panic!("{bin} did not start within {START_WAIT:?}: {err}")
+        });
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line from {bin}: {line}"));
+        addrs.push(addr);
+    }
     // The daemon reads its configuration only at start (and on SIGHUP, which the suite does
     // not send): the directory can go now rather than outlive the test process.
     drop(dir);
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line from {bin}: {line}"));
     Target {
-        addr,
+        addrs,
         daemon: Some(child),
     }
 }

@@ -42,8 +42,9 @@
 //! # Supported options
 //!
 //! - Listeners: `listener`, `port`, `bind_address`, `protocol` (mqtt, websockets),
-//!   `socket_domain`, `max_connections`, `certfile`, `keyfile`, `cafile`, `capath`,
-//!   `require_certificate`, `use_identity_as_username`, `tls_version`.
+//!   `socket_domain`, `max_connections`, `max_qos` (and its alias `maximum_qos`), `certfile`,
+//!   `keyfile`, `cafile`, `capath`, `require_certificate`, `use_identity_as_username`,
+//!   `tls_version`.
 //! - Security: `per_listener_settings`, `allow_anonymous`, `password_file`, `acl_file`,
 //!   `allow_zero_length_clientid`, `auto_id_prefix`.
 //! - Broker limits: `global_max_connections`, `max_inflight_messages`, `max_keepalive`,
@@ -83,8 +84,8 @@
 //! Ignoring an option is only safe when the broker still does what the user relies on. midge
 //! therefore refuses to start (an error naming the file and line) when ignoring an option would
 //! weaken security or silently drop behaviour, and only warns when ignoring it is harmless. An
-//! option set to the value that matches what midge does anyway (`max_qos 2`,
-//! `use_username_as_clientid false`, ...) is accepted silently. Options midge does not know at
+//! option set to the value that matches what midge does anyway (`use_username_as_clientid
+//! false`, `tls_keyform pem`, ...) is accepted silently. Options midge does not know at
 //! all are warned about and ignored.
 //!
 //! | Class | Options | Why |
@@ -95,7 +96,7 @@
 //! | error | `use_subject_as_username`, `use_username_as_clientid`, `clientid_prefixes` | they change who a client is, or which clients may connect |
 //! | error | `bind_interface` | the listener would accept connections on every interface |
 //! | error | `mount_point` | clients of the listener would see and publish to other topics |
-//! | error | `max_qos`/`maximum_qos` (other than 2), `accept_protocol_versions`, `websockets_origin`, `disable_client_cert_date_checks` | clients would be allowed what the configuration forbids, or refused what it allows |
+//! | error | `accept_protocol_versions`, `websockets_origin`, `disable_client_cert_date_checks` | clients would be allowed what the configuration forbids, or refused what it allows |
 //! | error | `tls_engine`, `tls_keyform engine`, `tls_engine_kpass_sha1` | the key lives in an OpenSSL engine midge cannot use |
 //! | error | `connection` and every bridge option (`address`, `topic`, `bridge_*`, `remote_*`, ...) | bridges are not supported yet; bridged messages would silently stop flowing |
 //! | warning | `ciphers`, `ciphers_tls1.3`, `dhparamfile` | midge's TLS library offers only AEAD suites with forward secrecy (and no finite-field DHE), the suites such lists are written to keep |
@@ -134,7 +135,7 @@ use std::path::{Path, PathBuf};
 
 use crate::storage::SyncMode;
 use midge_core::broker::Config;
-use midge_core::codec::MAX_PACKET_SIZE;
+use midge_core::codec::{MAX_PACKET_SIZE, QoS};
 use std::time::Duration;
 
 /// Port of the default listener and of the local-only listeners.
@@ -249,7 +250,7 @@ impl DaemonConfig {
 ///
 /// Listener options, which apply to the listener being defined: `port` (default listener only),
 /// `bind_address` (default listener only), `protocol`, `socket_domain`, `max_connections`,
-/// `certfile`, `keyfile`, `cafile`, `capath`, `require_certificate`,
+/// `max_qos`, `certfile`, `keyfile`, `cafile`, `capath`, `require_certificate`,
 /// `use_identity_as_username`, `tls_version`; with `per_listener_settings`, also the security
 /// options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +272,10 @@ pub struct ListenerConfig {
     pub security: SecurityConfig,
     /// Most simultaneous connections on this listener; `None` means no limit (Mosquitto's -1).
     pub max_connections: Option<usize>,
+    /// The highest QoS the listener's clients may use (`max_qos`, default 2): announced to
+    /// MQTT 5 clients in CONNACK, the cap of every subscription granted on the listener; a will
+    /// or a PUBLISH above it refuses or closes the connection. Read at startup only.
+    pub max_qos: QoS,
     /// The line that defined the listener, for messages about it; `None` for the local-only
     /// listeners, which no line defines.
     pub defined_at: Option<Location>,
@@ -288,6 +293,7 @@ impl ListenerConfig {
             tls: None,
             security: SecurityConfig::default(),
             max_connections: None,
+            max_qos: QoS::ExactlyOnce,
             defined_at: None,
         }
     }
@@ -722,18 +728,6 @@ pub const UNSUPPORTED_OPTIONS: &[UnsupportedOption] = &[
          other topics than the configuration gives them",
     ),
     refuse(
-        "max_qos",
-        Some("2"),
-        "limiting a listener's QoS is not supported; clients would be allowed a QoS the \
-         configuration forbids",
-    ),
-    refuse(
-        "maximum_qos",
-        Some("2"),
-        "limiting a listener's QoS is not supported; clients would be allowed a QoS the \
-         configuration forbids",
-    ),
-    refuse(
         "accept_protocol_versions",
         None,
         "restricting a listener's protocol versions is not supported; clients of every MQTT \
@@ -1086,6 +1080,7 @@ struct ListenerDraft {
     protocol: ListenerProtocol,
     socket_domain: Option<SocketDomain>,
     max_connections: Option<usize>,
+    max_qos: Option<QoS>,
     tls: TlsDraft,
     security: SecurityDraft,
 }
@@ -1120,6 +1115,7 @@ impl ListenerDraft {
             || self.protocol != ListenerProtocol::Mqtt
             || self.socket_domain.is_some()
             || self.max_connections.is_some()
+            || self.max_qos.is_some_and(|qos| qos != QoS::ExactlyOnce)
             || self.tls.is_configured()
             || self.security.password_file.is_some()
             || is_set_to(&self.security.allow_zero_length_clientid, false)
@@ -1144,6 +1140,7 @@ impl ListenerDraft {
                 SecurityConfig::default()
             },
             max_connections: self.max_connections,
+            max_qos: self.max_qos.unwrap_or(QoS::ExactlyOnce),
             defined_at: self.defined_at,
         })
     }
@@ -1348,6 +1345,8 @@ impl Parser {
             "protocol"
             | "socket_domain"
             | "max_connections"
+            | "max_qos"
+            | "maximum_qos"
             | "certfile"
             | "keyfile"
             | "cafile"
@@ -1973,6 +1972,13 @@ fn apply_listener_option(
             });
         }
         "max_connections" => listener.max_connections = limit_or_unlimited(line.integer(warnings)?),
+        "max_qos" | "maximum_qos" => {
+            listener.max_qos = match line.integer_in(warnings, 0..=2)? {
+                0 => Some(QoS::AtMostOnce),
+                1 => Some(QoS::AtLeastOnce),
+                _ => Some(QoS::ExactlyOnce),
+            };
+        }
         "certfile" => set_once(&mut tls.certfile, line, PathBuf::from(line.text()?))?,
         "keyfile" => set_once(&mut tls.keyfile, line, PathBuf::from(line.text()?))?,
         "cafile" => set_once(&mut tls.cafile, line, PathBuf::from(line.text()?))?,
@@ -2855,6 +2861,68 @@ keyfile /etc/certs/server.key
         assert_eq!(parse_error("listener 1883\nsocket_domain ipv5\n").line, 2);
     }
 
+    #[test]
+    fn max_qos_limits_the_listener_it_follows() {
+        let config = parse(
+            "listener 1883\nmax_qos 1\nlistener 1884\nmaximum_qos 0\nlistener 1885\n\
+             listener 1886\nmax_qos 2\n",
+        );
+        let limits: Vec<QoS> = config.listeners.iter().map(|l| l.max_qos).collect();
+        assert_eq!(
+            limits,
+            [
+                QoS::AtLeastOnce,
+                QoS::AtMostOnce,
+                QoS::ExactlyOnce,
+                QoS::ExactlyOnce
+            ]
+        );
+        assert!(
+            config.warnings.is_empty(),
+            "{:?}",
+            warning_messages(&config)
+        );
+    }
+
+    #[test]
+    fn max_qos_outside_0_to_2_is_an_error() {
+        for value in ["3", "-1", "one"] {
+            let error = parse_error(&format!("listener 1883\nmax_qos {value}\n"));
+            assert_eq!(error.line, 2, "{value}: {error}");
+            assert!(error.message.contains("max_qos"), "{value}: {error}");
+        }
+    }
+
+    #[test]
+    fn max_qos_before_any_listener_configures_the_default_listener() {
+        // As in Mosquitto, a value other than 2 makes the default listener start.
+        let config = parse("max_qos 0\nlistener 8883\n");
+        let [explicit, default] = config.listeners.as_slice() else {
+            panic!("expected two listeners: {:?}", config.listeners);
+        };
+        assert_eq!((explicit.port, explicit.max_qos), (8883, QoS::ExactlyOnce));
+        assert_eq!(
+            (default.port, default.max_qos),
+            (DEFAULT_PORT, QoS::AtMostOnce)
+        );
+        // 2 is the default and does not.
+        let config = parse("max_qos 2\nlistener 8883\n");
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.warnings.len(), 1);
+        // Without any listener, midge listens on localhost only with every listener option at
+        // its default, and says the option is ignored.
+        let config = parse("max_qos 1\n");
+        assert!(config.local_only);
+        assert!(
+            config
+                .listeners
+                .iter()
+                .all(|l| l.max_qos == QoS::ExactlyOnce)
+        );
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].message.contains("localhost only"));
+    }
+
     // --- TLS -----------------------------------------------------------------------------
 
     #[test]
@@ -3218,8 +3286,6 @@ password_file /etc/mosquitto/ws-passwd
             "clientid_prefixes secure-",
             "bind_interface eth0",
             "mount_point tenant/",
-            "max_qos 1",
-            "maximum_qos 0",
             "accept_protocol_versions 5",
             "websockets_origin https://example.com",
             "disable_client_cert_date_checks true",
@@ -3306,8 +3372,6 @@ password_file /etc/mosquitto/ws-passwd
     fn unsupported_options_at_midges_behaviour_are_accepted_silently() {
         let config = parse(
             "listener 1883
-max_qos 2
-maximum_qos 2
 use_subject_as_username false
 use_username_as_clientid 0
 disable_client_cert_date_checks false

@@ -5,15 +5,28 @@ use crate::config::{DaemonConfig, ListenerConfig, ListenerProtocol, SocketDomain
 use crate::server::{ListenAddr, ListenerSpec};
 use crate::tls;
 use midge_core::broker::{Config, ListenerId};
+use midge_core::codec::QoS;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-/// The broker's configuration, with a client id seed from the operating system so assigned
-/// client ids cannot be guessed.
+/// The broker's configuration, with each listener's `max_qos` and a client id seed from the
+/// operating system so assigned client ids cannot be guessed.
 pub fn broker_config(config: &DaemonConfig) -> Result<Config, String> {
     let mut broker = config.broker.clone();
+    broker.listener_max_qos = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, listener)| listener.max_qos < QoS::ExactlyOnce)
+        .map(|(index, listener)| (listener_id(index), listener.max_qos))
+        .collect();
     getrandom::fill(&mut broker.client_id_seed)
         .map_err(|e| format!("cannot read random seed: {e}"))?;
     Ok(broker)
+}
+
+/// The broker's name for the listener at `index` of the configuration.
+fn listener_id(index: usize) -> ListenerId {
+    ListenerId(index as u32)
 }
 
 /// Every socket to listen on. A listener whose host resolves to several addresses gets one
@@ -21,7 +34,7 @@ pub fn broker_config(config: &DaemonConfig) -> Result<Config, String> {
 pub fn listener_specs(config: &DaemonConfig) -> Result<Vec<ListenerSpec>, String> {
     let mut specs = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
-        let id = ListenerId(index as u32);
+        let id = listener_id(index);
         let tls = match &listener.tls {
             Some(t) => Some(tls::server_config(&tls::Settings {
                 certfile: &t.certfile,
@@ -103,4 +116,29 @@ pub fn write_pid_file(config: &DaemonConfig) -> Result<(), String> {
             .map_err(|e| format!("pid_file {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Each listener's `max_qos` reaches the broker under the id its sockets get.
+    #[test]
+    fn listener_max_qos_reaches_the_broker_by_listener_id() {
+        let config = crate::config::parse_str(
+            "listener 0 127.0.0.1\nlistener 0 127.0.0.1\nmax_qos 1\n\
+             listener 0 127.0.0.1\nmax_qos 0\n",
+            Path::new("test.conf"),
+        )
+        .expect("configuration");
+        let broker = broker_config(&config).expect("broker configuration");
+        let specs = listener_specs(&config).expect("listeners");
+        let ids: Vec<ListenerId> = specs.iter().map(|s| s.id).collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(broker.max_qos(ids[0]), QoS::ExactlyOnce);
+        assert_eq!(broker.max_qos(ids[1]), QoS::AtLeastOnce);
+        assert_eq!(broker.max_qos(ids[2]), QoS::AtMostOnce);
+        assert_eq!(broker.listener_max_qos.len(), 2);
+    }
 }

@@ -158,6 +158,7 @@ fn plain_listener(port: u16) -> ListenerConfig {
         tls: None,
         security: Default::default(),
         max_connections: None,
+        max_qos: midge_core::codec::QoS::ExactlyOnce,
         defined_at: None,
     }
 }

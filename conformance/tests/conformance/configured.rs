@@ -360,3 +360,82 @@ fn mqtt_3_15_1_1_v5_auth_with_reserved_flags_is_malformed() {
         other => panic!("expected closure, got {other:?}"),
     }
 }
+
+/// The next packet's bytes, which must be an AUTH within `max` bytes, decoded.
+fn expect_auth_within(c: &mut RawClient, max: usize) -> Auth {
+    let bytes = c.recv_packet_bytes();
+    assert!(
+        bytes.len() <= max,
+        "AUTH of {} bytes to a client whose Maximum Packet Size is {max}",
+        bytes.len()
+    );
+    let mut buf = bytes::BytesMut::from(&bytes[..]);
+    match midge_core::codec::decode_from(&mut buf, V5, midge_core::codec::MAX_PACKET_SIZE) {
+        Ok(Some(Packet::Auth(a))) => a,
+        other => panic!("expected AUTH, got {other:?}"),
+    }
+}
+
+/// AUTH packets stay within the client's Maximum Packet Size: a Reason String (or User
+/// Properties) that would push one past it is left out. A first SCRAM exchange measures the
+/// broker's AUTH 0x18 without those properties; a second client announces exactly that size as
+/// its Maximum Packet Size, and every AUTH it receives (0x18 at connect and on
+/// re-authentication, 0x00 at the end) must fit it. midge itself puts no Reason String on AUTH
+/// (an exchange that fails ends with CONNACK or DISCONNECT, which carry one), so what this
+/// checks there is that AUTH never exceeds the limit.
+#[test]
+fn mqtt_3_15_2_2_v5_auth_stays_within_the_clients_maximum_packet_size() {
+    let Some(broker) = secured() else {
+        return;
+    };
+    let names = Names::new();
+    // Nonces of one length: server-first repeats the client's, so its size depends on it.
+    let scram = ScramClient::new(USER, PASSWORD, "n0nce8");
+    let mut c = RawClient::open(broker.addr(), V5);
+    c.send(&Packet::Connect(scram_connect(
+        &names.client_id("a"),
+        &scram,
+    )));
+    let mut first = match c.recv() {
+        Packet::Auth(a) => a,
+        other => panic!("expected AUTH 0x18, got {other:?}"),
+    };
+    first.properties.reason_string = None;
+    first.properties.user_properties.clear();
+    let bare = midge_conformance::client::encode(&Packet::Auth(first), V5).len();
+    c.drop_connection();
+
+    let mut scram = ScramClient::new(USER, PASSWORD, "n0nce9");
+    let mut connect = scram_connect(&names.client_id("b"), &scram);
+    connect.properties.maximum_packet_size = std::num::NonZeroU32::new(bare as u32);
+    let mut c = RawClient::open(broker.addr(), V5);
+    c.send(&Packet::Connect(connect));
+    let server_first = expect_auth_within(&mut c, bare);
+    assert_eq!(server_first.reason, AuthReason::ContinueAuthentication);
+    let data = server_first
+        .properties
+        .authentication_data
+        .expect("server-first");
+    c.send(&auth(
+        AuthReason::ContinueAuthentication,
+        scram.client_final(&data),
+    ));
+    let ack = c.expect_connack();
+    assert_eq!(ack.reason, ConnectReason::Success, "{ack:?}");
+
+    let mut scram = ScramClient::new(USER, PASSWORD, "n0nceA");
+    c.send(&auth(AuthReason::ReAuthenticate, scram.client_first()));
+    let server_first = expect_auth_within(&mut c, bare);
+    assert_eq!(server_first.reason, AuthReason::ContinueAuthentication);
+    let data = server_first
+        .properties
+        .authentication_data
+        .expect("server-first");
+    c.send(&auth(
+        AuthReason::ContinueAuthentication,
+        scram.client_final(&data),
+    ));
+    let done = expect_auth_within(&mut c, bare);
+    assert_eq!(done.reason, AuthReason::Success, "{done:?}");
+    c.ping();
+}

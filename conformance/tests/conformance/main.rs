@@ -6,12 +6,14 @@
 mod configured;
 mod connect;
 mod fields;
+mod max_qos;
 mod options;
 mod packet;
 mod properties;
 mod publish;
 mod session;
 mod subscribe;
+mod websocket;
 
 use midge_conformance::client::{RawClient, connect_packet};
 use midge_core::codec::{Connect, ProtocolVersion};

@@ -4,7 +4,10 @@
 use crate::{connect, open};
 use midge_conformance::client::{RawClient, V5, V311, encode, pid};
 use midge_conformance::names::Names;
-use midge_core::codec::{DisconnectReason, Packet, ProtocolVersion, PubRel, QoS};
+use midge_core::codec::{
+    DisconnectReason, Packet, ProtocolVersion, PubRel, QoS, Subscribe, SubscribeProperties,
+    Subscription, SubscriptionOptions, Unsubscribe, UnsubscribeProperties,
+};
 
 /// A connected client that then sends `bytes`.
 fn connected_then(version: ProtocolVersion, bytes: &[u8]) -> RawClient {
@@ -153,4 +156,42 @@ fn mqtt_1_5_5_1_v5_non_minimal_variable_byte_integer_is_malformed() {
     // follows must not be answered as if the first had been well-formed.
     let _ = c.send_raw(&[0xC0, 0x00]);
     c.expect_disconnect(MALFORMED);
+}
+
+/// SUBACK and UNSUBACK without properties (the filters accepted, so no Reason String) carry a
+/// Property Length of 0 rather than none: the bytes are exactly fixed header, Remaining Length
+/// 4, Packet Identifier, Property Length 0 and the one reason code.
+#[test]
+fn mqtt_2_2_2_1_v5_no_properties_is_a_property_length_of_zero() {
+    let names = Names::new();
+    let topic = names.topic("t");
+    let mut c = connect(V5, &names.client_id("a"));
+    let id = c.packet_id();
+    c.send(&Packet::Subscribe(Subscribe {
+        packet_id: id,
+        properties: SubscribeProperties::default(),
+        subscriptions: vec![Subscription {
+            filter: topic.as_str().into(),
+            options: SubscriptionOptions::new(QoS::AtLeastOnce),
+        }],
+    }));
+    let [hi, lo] = id.get().to_be_bytes();
+    assert_eq!(
+        c.recv_packet_bytes(),
+        [0x90, 0x04, hi, lo, 0x00, 0x01],
+        "SUBACK granting QoS 1"
+    );
+    let id = c.packet_id();
+    c.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: id,
+        properties: UnsubscribeProperties::default(),
+        filters: vec![topic.as_str().into()],
+    }));
+    let [hi, lo] = id.get().to_be_bytes();
+    assert_eq!(
+        c.recv_packet_bytes(),
+        [0xB0, 0x04, hi, lo, 0x00, 0x00],
+        "UNSUBACK with success"
+    );
+    c.ping();
 }

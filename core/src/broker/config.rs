@@ -1,7 +1,9 @@
 //! The broker's limits and switches. Names and special values follow Mosquitto's configuration
 //! options where one exists, so the daemon can map mosquitto.conf onto this directly.
 
-use crate::codec::MAX_PACKET_SIZE;
+use super::ListenerId;
+use crate::codec::{MAX_PACKET_SIZE, QoS};
+use std::collections::BTreeMap;
 
 /// Broker configuration. Every queue, buffer and map a client can grow is bounded here.
 #[derive(Debug, Clone)]
@@ -32,6 +34,10 @@ pub struct Config {
     pub max_keepalive: Option<u16>,
     /// Whether retained messages are supported (Mosquitto's retain_available).
     pub retain_available: bool,
+    /// The highest QoS the clients of a listener may use, for listeners limited below QoS 2
+    /// (Mosquitto's per-listener max_qos); listeners not named here allow QoS 2. See
+    /// [`Config::max_qos`].
+    pub listener_max_qos: BTreeMap<ListenerId, QoS>,
     /// Whether a client may connect with an empty client id and be assigned one
     /// (Mosquitto's allow_zero_length_clientid).
     pub allow_zero_length_clientid: bool,
@@ -99,6 +105,7 @@ impl Default for Config {
             queue_qos0_messages: false,
             max_keepalive: None,
             retain_available: true,
+            listener_max_qos: BTreeMap::new(),
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_owned(),
             max_topic_alias: 10,
@@ -119,5 +126,20 @@ impl Default for Config {
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }
+    }
+}
+
+impl Config {
+    /// The highest QoS allowed to clients of `listener`. It is announced to MQTT 5 clients as
+    /// Maximum QoS in CONNACK [MQTT-3.2.2-9] (5.0); a will above it refuses the connection
+    /// [MQTT-3.2.2-12] (5.0), a PUBLISH above it closes the connection (MQTT 5: DISCONNECT
+    /// 0x9B), and subscriptions are granted at most this QoS, as in Mosquitto. A subscription
+    /// keeps the QoS granted when it was made, also when its session resumes on another listener
+    /// (as in Mosquitto).
+    pub fn max_qos(&self, listener: ListenerId) -> QoS {
+        self.listener_max_qos
+            .get(&listener)
+            .copied()
+            .unwrap_or(QoS::ExactlyOnce)
     }
 }

@@ -8,11 +8,11 @@ use super::problem;
 use super::session::{Expiry, Session, SessionKey};
 use super::timers::Timer;
 use super::topic_alias::{InboundAliases, OutboundAliases};
-use super::{Broker, ConnId, keep_alive_deadline};
+use super::{Broker, ConnId, ListenerId, keep_alive_deadline};
 use crate::auth::{Access, ClientRef, ConnectDecision, ConnectRequest};
 use crate::codec::{
     ByteString, ConnAck, ConnAckProperties, Connect, ConnectReason, MAX_PACKET_SIZE, Packet,
-    PayloadFormat, ProtocolVersion, PublishProperties,
+    PayloadFormat, ProtocolVersion, PublishProperties, QoS,
 };
 use rand_chacha::rand_core::Rng;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -21,6 +21,9 @@ use std::sync::Arc;
 impl Broker {
     pub(super) fn connect(&mut self, id: ConnId, c: Connect) {
         let version = c.protocol_version;
+        let Some(listener) = self.conns.get(&id).map(|conn| conn.listener) else {
+            return;
+        };
         // The client's Maximum Packet Size, which a refusal must respect too.
         let max_packet_size = c
             .properties
@@ -84,6 +87,22 @@ impl Broker {
                 ConnectReason::RetainNotSupported,
             );
         }
+        // A will above the listener's maximum QoS is refused [MQTT-3.2.2-12] (5.0). No 3.1.x
+        // return code says so, and none fits: the connection is closed without CONNACK
+        // [MQTT-3.2.2-6] (3.1.1), as Mosquitto does.
+        if c.will
+            .as_ref()
+            .is_some_and(|w| w.qos > self.config.max_qos(listener))
+        {
+            if version.is_v5() {
+                return self.refuse(id, version, max_packet_size, ConnectReason::QoSNotSupported);
+            }
+            tracing::debug!(
+                conn = id.0,
+                "will QoS above the listener's max_qos, closing without CONNACK"
+            );
+            return self.close_conn(id, None, WillAction::Discard);
+        }
         // A will payload that says it is UTF-8 must be (5.0, 3.1.3.2.3).
         if c.will.as_ref().is_some_and(|w| {
             w.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
@@ -110,7 +129,7 @@ impl Broker {
                 .then_some(self.config.response_topic_prefix.as_ref())
                 .flatten()
                 .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
-            ..self.connack_properties(assigned.clone(), server_keep_alive)
+            ..self.connack_properties(listener, assigned.clone(), server_keep_alive)
         };
         let mut probe = Packet::ConnAck(ConnAck {
             session_present: false,
@@ -336,7 +355,7 @@ impl Broker {
                 .unwrap_or_default(),
         );
 
-        let mut properties = self.connack_properties(assigned, server_keep_alive);
+        let mut properties = self.connack_properties(listener, assigned, server_keep_alive);
         // Only when asked for (5.0, 3.1.2.11.6): a topic prefix of the client's own that
         // request/response exchanges may use.
         properties.response_information = c
@@ -363,14 +382,19 @@ impl Broker {
         }
     }
 
-    /// What an MQTT 5 client is told about this broker (5.0, 3.2.2.3). Defaults are left out.
+    /// What an MQTT 5 client of `listener` is told about this broker (5.0, 3.2.2.3). Defaults
+    /// are left out.
     fn connack_properties(
         &self,
+        listener: ListenerId,
         assigned_client_identifier: Option<ByteString>,
         server_keep_alive: Option<u16>,
     ) -> ConnAckProperties {
         let c = &self.config;
+        let max_qos = c.max_qos(listener);
         ConnAckProperties {
+            // A listener limited below QoS 2 says so [MQTT-3.2.2-9] (5.0).
+            maximum_qos: (max_qos < QoS::ExactlyOnce).then_some(max_qos),
             // [MQTT-3.2.2-16]: an assigned id is announced.
             assigned_client_identifier,
             server_keep_alive,

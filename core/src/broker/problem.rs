@@ -19,6 +19,7 @@ pub(crate) fn connect(reason: ConnectReason) -> Option<ByteString> {
         BadAuthenticationMethod => "authentication method not supported",
         RetainNotSupported => "retained messages are not available, so a retained will is not",
         PayloadFormatInvalid => "the will payload is not UTF-8 although its format says it is",
+        QoSNotSupported => "the will QoS is above the maximum QoS",
         _ => return None,
     };
     Some(ByteString::from(text))
@@ -37,6 +38,7 @@ pub(crate) fn disconnect(reason: DisconnectReason) -> Option<ByteString> {
         TopicAliasInvalid => "topic alias above the topic alias maximum",
         TopicNameInvalid => "invalid topic name",
         RetainNotSupported => "retained messages are not available",
+        QoSNotSupported => "PUBLISH QoS above the maximum QoS",
         ServerShuttingDown => "the server is shutting down",
         NotAuthorized => "not authorized",
         _ => return None,

@@ -19,10 +19,20 @@ use std::sync::Arc;
 impl Broker {
     /// A PUBLISH from a connected client.
     pub(super) fn publish_received(&mut self, id: ConnId, key: SessionKey, p: Publish) {
-        let Some(client) = self.conns.get(&id).and_then(|c| c.client()) else {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let Some(client) = conn.client() else {
             return;
         };
         let v5 = client.version.is_v5();
+        // A QoS above the listener's maximum, which MQTT 5 clients were told in CONNACK
+        // [MQTT-3.2.2-11] (5.0), closes the connection: MQTT 5 with DISCONNECT 0x9B (5.0,
+        // 3.2.2.3.4), 3.1.x without a word, as Mosquitto does.
+        if p.qos_pid.qos() > self.config.max_qos(conn.listener) {
+            tracing::debug!(conn = id.0, qos = ?p.qos_pid.qos(), "PUBLISH above the listener's max_qos");
+            return self.protocol_error(id, DisconnectReason::QoSNotSupported);
+        }
         // Only a server sends Subscription Identifiers [MQTT-3.3.4-6] (5.0).
         if !p.properties.subscription_identifiers.is_empty() {
             return self.protocol_error(id, DisconnectReason::ProtocolError);

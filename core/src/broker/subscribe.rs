@@ -29,6 +29,10 @@ impl Broker {
     /// [MQTT-3.8.4-5] (3.1.1) [MQTT-3.8.4-6] (5.0), and precedes the retained messages.
     pub(super) fn subscribe(&mut self, id: ConnId, key: SessionKey, s: Subscribe) {
         let subscription_id = s.properties.subscription_identifier;
+        let Some(listener) = self.conns.get(&id).map(|c| c.listener) else {
+            return;
+        };
+        let max_qos = self.config.max_qos(listener);
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         let mut retained = Vec::new();
         let mut expired = Vec::new();
@@ -57,7 +61,9 @@ impl Broker {
                 reasons.push(SubAckReason::QuotaExceeded);
                 continue;
             }
-            let granted = sub.options.qos;
+            // At most the listener's maximum QoS: the subscription is accepted whatever QoS it
+            // asks for [MQTT-3.2.2-10] (5.0), and granted the lower one (3.9.3).
+            let granted = sub.options.qos.min(max_qos);
             let entry = SubEntry {
                 qos: granted,
                 no_local: sub.options.no_local,
