@@ -91,3 +91,98 @@ pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
     }
     Ok(r)
 }
+
+/// Filters per SUBSCRIBE when loading background subscriptions.
+const FILTERS_PER_SUBSCRIBE: usize = 100;
+
+/// Opens `connections` idle connections (at least one when `subscriptions` > 0) and gives them
+/// `subscriptions` subscriptions in all, on filters under `prefix` that no message of the run
+/// matches: the broker holds them while the traffic scenario is measured, for curves of cost
+/// against connections and subscriptions. Returns the connections' keys.
+pub fn open_background(
+    net: &mut Net,
+    o: &Options,
+    connections: usize,
+    subscriptions: usize,
+    prefix: &str,
+    deadline: Instant,
+) -> Result<Vec<usize>, String> {
+    let connections = if subscriptions > 0 {
+        connections.max(1)
+    } else {
+        connections
+    };
+    let mut keys = Vec::with_capacity(connections);
+    let mut acked = 0usize;
+    let mut buf = BytesMut::new();
+    while acked < connections {
+        while keys.len() < connections && keys.len() - acked < o.connect_parallel {
+            let i = keys.len();
+            let key = net
+                .open(o.addrs[i % o.addrs.len()])
+                .map_err(|e| format!("background connection {i}: {e}"))?;
+            buf.clear();
+            wire::connect(o.version, &format!("{prefix}-b{i}"), 0, &mut buf);
+            net.send(key, &buf);
+            keys.push(key);
+        }
+        net.flush()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out: {acked} of {connections} background connections acknowledged"
+            ));
+        }
+        net.turn(
+            Some(Duration::from_millis(100)),
+            |_, key, packet| match packet {
+                Incoming::ConnAck { code: 0 } => {
+                    acked += 1;
+                    Ok(())
+                }
+                other => Err(format!("background connection {key}: unexpected {other:?}")),
+            },
+        )?;
+    }
+    // The subscriptions, spread evenly, in SUBSCRIBE packets of up to 100 filters.
+    let mut packets = 0usize;
+    let mut filters = Vec::with_capacity(FILTERS_PER_SUBSCRIBE);
+    let mut next = 0usize;
+    for (c, &key) in keys.iter().enumerate() {
+        let share = subscriptions / connections + usize::from(c < subscriptions % connections);
+        let mut packet_id = 1u16;
+        let mut left = share;
+        while left > 0 {
+            filters.clear();
+            for _ in 0..left.min(FILTERS_PER_SUBSCRIBE) {
+                filters.push(format!("{prefix}/idle/{next}"));
+                next += 1;
+            }
+            left -= filters.len();
+            buf.clear();
+            wire::subscribe_many(o.version, packet_id, &filters, o.qos, &mut buf);
+            packet_id = packet_id.checked_add(1).unwrap_or(1);
+            net.send(key, &buf);
+            packets += 1;
+        }
+    }
+    let mut subacked = 0usize;
+    while subacked < packets {
+        net.flush()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out: {subacked} of {packets} background SUBSCRIBEs acknowledged"
+            ));
+        }
+        net.turn(
+            Some(Duration::from_millis(100)),
+            |_, key, packet| match packet {
+                Incoming::SubAck { code } if code < 0x80 => {
+                    subacked += 1;
+                    Ok(())
+                }
+                other => Err(format!("background connection {key}: unexpected {other:?}")),
+            },
+        )?;
+    }
+    Ok(keys)
+}

@@ -21,11 +21,14 @@ options:
   --qos 0|1|2           QoS of publishes and subscriptions (default 0)
   --payload BYTES       payload size, at least 20 (default 64)
   --messages N          messages per publisher (default 100000)
-  --ahead N             how many messages a publisher may be ahead of its slowest subscriber
-                        (default 1000)
+  --ahead N             how many messages may be outstanding toward one subscriber (sent, not
+                        yet received), shared by the publishers it hears (default 500)
   --inflight N          unacknowledged QoS 1/2 publishes per publisher (default 100)
   --rate MSGS_PER_S     publish at this total rate instead of as fast as possible (latency)
   --mqtt 3.1.1|5        protocol version (default 3.1.1)
+  --background-connections N  message scenarios: idle connections held during the run
+  --background-subscriptions N subscriptions no message matches, spread over the background
+                        connections (at least one), held during the run
   --broker-pid PID      measure the broker's CPU time and memory from /proc
   --connect-parallel N  idle: connections in the handshake at once (default 512)
   --hold SECONDS        idle: keep the connections open this long after the last CONNACK
@@ -64,6 +67,8 @@ pub struct Options {
     pub inflight: u16,
     pub rate: Option<f64>,
     pub version: ProtocolVersion,
+    pub background_connections: usize,
+    pub background_subscriptions: usize,
     pub broker_pid: Option<u32>,
     pub connect_parallel: usize,
     pub hold: Duration,
@@ -84,10 +89,12 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         qos: QoS::AtMostOnce,
         payload: 64,
         messages: 100_000,
-        ahead: 1000,
+        ahead: 500,
         inflight: 100,
         rate: None,
         version: ProtocolVersion::V3_1_1,
+        background_connections: 0,
+        background_subscriptions: 0,
         broker_pid: None,
         connect_parallel: 512,
         hold: Duration::ZERO,
@@ -148,6 +155,8 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     _ => return Err(format!("--mqtt {value}: use 3.1.1 or 5")),
                 }
             }
+            "--background-connections" => o.background_connections = number(flag)? as usize,
+            "--background-subscriptions" => o.background_subscriptions = number(flag)? as usize,
             "--broker-pid" => o.broker_pid = Some(number("--broker-pid")? as u32),
             "--connect-parallel" => {
                 o.connect_parallel = (number("--connect-parallel")? as usize).max(1)

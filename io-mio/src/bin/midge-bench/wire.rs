@@ -47,13 +47,27 @@ pub fn connect(version: ProtocolVersion, client_id: &str, keep_alive: u16, out: 
 }
 
 pub fn subscribe(version: ProtocolVersion, filter: &str, qos: QoS, out: &mut BytesMut) {
+    subscribe_many(version, 1, &[filter.to_owned()], qos, out);
+}
+
+/// One SUBSCRIBE with every filter of `filters`.
+pub fn subscribe_many(
+    version: ProtocolVersion,
+    packet_id: u16,
+    filters: &[String],
+    qos: QoS,
+    out: &mut BytesMut,
+) {
     let subscribe = Subscribe {
-        packet_id: PacketId::new(1).expect("non-zero"),
+        packet_id: PacketId::new(packet_id).expect("non-zero packet id"),
         properties: SubscribeProperties::default(),
-        subscriptions: vec![Subscription {
-            filter: ByteString::from(filter),
-            options: SubscriptionOptions::new(qos),
-        }],
+        subscriptions: filters
+            .iter()
+            .map(|f| Subscription {
+                filter: ByteString::from(f.as_str()),
+                options: SubscriptionOptions::new(qos),
+            })
+            .collect(),
     };
     Packet::Subscribe(subscribe)
         .encode(version, out)
@@ -178,9 +192,9 @@ pub fn read(buf: &[u8], v5: bool) -> Result<Option<(Incoming, usize)>, String> {
             code: *body.get(1).ok_or_else(short)?,
         },
         SUBACK => {
-            // Packet id, then (5.0) properties, then the one return code: the last byte.
+            let codes = suback_codes(body, v5).ok_or_else(short)?;
             Incoming::SubAck {
-                code: *body.last().filter(|_| body.len() >= 3).ok_or_else(short)?,
+                code: *codes.iter().max().ok_or_else(short)?,
             }
         }
         PUBLISH => Incoming::Publish(read_publish(first, body, v5).ok_or_else(short)?),
@@ -201,6 +215,28 @@ pub fn read(buf: &[u8], v5: bool) -> Result<Option<(Incoming, usize)>, String> {
     Ok(Some((packet, total)))
 }
 
+/// The return codes of a SUBACK body: after the packet id and, in 5.0, the properties.
+fn suback_codes(body: &[u8], v5: bool) -> Option<&[u8]> {
+    let mut at = 2;
+    if v5 {
+        let (len, used) = read_varint(body.get(at..)?)?;
+        at += used + len;
+    }
+    body.get(at..).filter(|c| !c.is_empty())
+}
+
+/// A variable byte integer at the start of `b`: its value and length.
+fn read_varint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in b.iter().take(4).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
 fn read_publish(first: u8, body: &[u8], v5: bool) -> Option<Delivery> {
     let qos = (first >> 1) & 0b11;
     let topic_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
@@ -212,21 +248,8 @@ fn read_publish(first: u8, body: &[u8], v5: bool) -> Option<Delivery> {
     }
     if v5 {
         // Skip the properties (a broker may add some, such as a topic alias).
-        let mut len = 0usize;
-        let mut shift = 0;
-        loop {
-            let b = *body.get(at)?;
-            at += 1;
-            len |= usize::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-            if shift > 21 {
-                return None;
-            }
-        }
-        at += len;
+        let (len, used) = read_varint(body.get(at..)?)?;
+        at += used + len;
     }
     let stamp = body.get(at..at + STAMP_LEN)?;
     Some(Delivery {
