@@ -215,3 +215,40 @@ fn records_written_but_never_durable_are_lost_without_having_been_acknowledged()
     assert!(present);
     assert!(got.is_empty(), "{got:?}");
 }
+
+/// The broker's `$SYS` values are retained but never written to the log: an idle broker with
+/// persistence writes nothing (no fsync every `sys_interval`), and a restart publishes fresh
+/// values rather than restoring stale ones. A client's retained message is still written.
+#[test]
+fn sys_values_are_not_persisted() {
+    let config = Config {
+        sys_interval: 10,
+        ..durable()
+    };
+    let mut w = World::new(config.clone());
+    let watcher = w.client(V5, "watcher");
+    w.subscribe(watcher, "$SYS/broker/uptime", QoS::AtMostOnce);
+    let before = w.written;
+    for _ in 0..5 {
+        w.advance_secs(10);
+    }
+    let got = w.recv(watcher);
+    assert!(
+        publishes(&got).len() >= 5,
+        "uptime published every interval: {got:?}"
+    );
+    assert_eq!(w.written, before, "no record for $SYS values");
+
+    // A client's retained message is recorded, and only it comes back after a restart.
+    let publ = w.client(V3_1_1, "pub");
+    w.send(publ, &publish_retained("kept", b"v", QoS::AtLeastOnce, 1));
+    assert!(w.written > before);
+    assert_eq!(w.recv(publ), [puback(pid(1))]);
+    let disk = w.disk.clone();
+    let mut w = World::recovered(config, &disk, w.now);
+    let late = w.client(V5, "late");
+    w.send(late, &subscribe(1, "#", QoS::AtMostOnce));
+    let got = w.recv(late);
+    let topics: Vec<&str> = publishes(&got).iter().map(|p| &p.topic[..]).collect();
+    assert_eq!(topics, ["kept"]);
+}

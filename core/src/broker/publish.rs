@@ -241,7 +241,13 @@ impl Broker {
             tracing::warn!(topic = %msg.topic, "max_retained_messages reached, message not retained");
             return;
         }
-        self.record_retain_set(msg);
+        // The broker's own $SYS values are published again after every start, so storing them
+        // would only cost an fsync every `sys_interval` on an idle broker (a flash card's wear,
+        // in home automation) and bring back stale values after a restart. Mosquitto does not
+        // save them either.
+        if !is_broker_topic(&msg.topic) {
+            self.record_retain_set(msg);
+        }
         if let Some(old) = self.retained.insert(&msg.topic, Arc::clone(msg)) {
             self.stats.retained_bytes -= old.payload.len() as u64;
         }
@@ -254,7 +260,9 @@ impl Broker {
     /// Removes a topic's retained message, if it has one.
     pub(super) fn remove_retained(&mut self, topic: &str) {
         if let Some(old) = self.retained.remove(topic) {
-            self.record_retain_clear(topic);
+            if !is_broker_topic(topic) {
+                self.record_retain_clear(topic);
+            }
             self.stats.retained_messages -= 1;
             self.stats.retained_bytes -= old.payload.len() as u64;
         }
