@@ -447,3 +447,41 @@ fn the_tree_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// The message store counts each message once, however many sessions hold it and whether it is
+/// also the retained message of its topic; a message only one session holds counts once too.
+#[test]
+fn stored_messages_count_each_message_once() {
+    let mut w = World::new(Config {
+        sys_interval: 10,
+        ..Config::default()
+    });
+    for id in ["a", "b"] {
+        let mut c = connect(V3_1_1, id);
+        c.clean_start = false;
+        let (conn, _) = w.connect(c);
+        w.subscribe(conn, "t/#", Q1);
+        w.send(conn, &disconnect());
+    }
+    let mut only = connect(V3_1_1, "only");
+    only.clean_start = false;
+    let (conn, _) = w.connect(only);
+    w.subscribe(conn, "solo", Q1);
+    w.send(conn, &disconnect());
+    let publ = w.client(V3_1_1, "publisher");
+    // Queued for a and b, and the retained message of t/r.
+    w.send(publ, &publish_retained("t/r", b"rr", Q1, 1));
+    // Queued for a and b.
+    w.send(publ, &publish("t/m", b"mmm", Q1, 2));
+    // Queued for "only".
+    w.send(publ, &publish("solo", b"sssss", Q1, 3));
+    w.advance_secs(10);
+    let v = retained_values(&mut w, 1);
+    // The version and t/r (retained), t/m and solo (queued).
+    assert_eq!(value(&v, "retained messages/count"), "2");
+    assert_eq!(value(&v, "store/messages/count"), "4");
+    assert_eq!(
+        value(&v, "store/messages/bytes"),
+        (VERSION.len() + 2 + 3 + 5).to_string()
+    );
+}
