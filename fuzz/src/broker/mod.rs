@@ -28,10 +28,13 @@ use midge_core::broker::{Action, Broker, Config, ConnId, Input, ListenerId, Open
 use ops::{Op, Run, SLOTS};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Most operations in one run, and most ticks one advance of the clock may take: enough to
-/// reach any state a few clients can, short enough to keep the fuzzer fast.
+/// Most operations in one run, most ticks one advance of the clock may take, and most ticks in
+/// a whole run: enough to reach any state a few clients can, short enough to keep the fuzzer
+/// fast. (Without the run's budget, days of `$SYS` publications into an unlimited queue made
+/// one input take 35 s, every tick walking the growing queue.)
 const MAX_OPS: usize = 64;
 const MAX_TICKS: usize = 1_000;
+const MAX_RUN_TICKS: usize = 4_000;
 
 /// Runs the operations the input describes.
 pub fn run(data: &[u8]) {
@@ -76,6 +79,8 @@ struct World {
     disk: disk::Disk,
     /// Print every input and action (`MIDGE_FUZZ_TRACE=1`), for reading a crash.
     trace: bool,
+    /// Deadline ticks left in this run; once spent, the clock jumps straight to its target.
+    ticks_left: usize,
 }
 
 impl World {
@@ -93,6 +98,7 @@ impl World {
             bytes_sent: 0,
             disk: disk::Disk::default(),
             trace: std::env::var_os("MIDGE_FUZZ_TRACE").is_some(),
+            ticks_left: MAX_RUN_TICKS,
         }
     }
 
@@ -208,9 +214,10 @@ impl World {
     /// Moves the clock to `ms` later, ticking at every deadline the broker asks for on the way.
     fn advance(&mut self, ms: u64) {
         let target = self.now.plus_millis(ms);
-        for _ in 0..MAX_TICKS {
+        for _ in 0..MAX_TICKS.min(self.ticks_left) {
             match self.broker.poll_timeout() {
                 Some(t) if t <= target => {
+                    self.ticks_left -= 1;
                     self.now = self.now.max(t);
                     self.input(Input::Tick);
                 }
