@@ -47,6 +47,10 @@ impl Broker {
                         self.stats.connects_received += 1;
                     }
                     self.dispatch(id, packet);
+                    // A reply that could not be sent ends the connection: read no further.
+                    if self.reply_too_large.contains(&id) {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -119,14 +123,21 @@ impl Broker {
             return;
         };
         let mut fitted;
-        let packet = if max < crate::codec::MAX_PACKET_SIZE {
+        // Most replies fit: only those that do not are copied to have their extras removed.
+        let fits =
+            max >= crate::codec::MAX_PACKET_SIZE || super::problem::fits(packet, version, max);
+        let packet = if !fits {
             fitted = packet.clone();
             if !super::problem::fit(&mut fitted, version, max) {
-                // It must not be sent [MQTT-3.1.2-27] (5.0). Closing here would end the session
-                // under the handler that replies, so the request stays unanswered instead
-                // (CONNACK, the one reply that cannot be skipped, is checked before the
-                // connection is accepted).
-                tracing::warn!(conn = id.0, packet = ?packet.packet_type(), max, "reply exceeds the client's maximum packet size, not sent");
+                // It must not be sent [MQTT-3.1.2-27] (5.0). A client left without its answer
+                // would wait for it forever, so the connection is closed with DISCONNECT 0x95
+                // (as Mosquitto closes it), once the input being handled is done (CONNACK, the
+                // one reply that cannot be skipped, is checked before the connection is
+                // accepted).
+                tracing::warn!(conn = id.0, packet = ?packet.packet_type(), max, "reply exceeds the client's maximum packet size, closing");
+                if !self.reply_too_large.contains(&id) {
+                    self.reply_too_large.push(id);
+                }
                 return;
             }
             &fitted
@@ -139,6 +150,15 @@ impl Broker {
         {
             // Only packets the broker builds reach here; failing to encode one is a bug.
             tracing::error!(conn = id.0, error = %e, "cannot encode reply");
+        }
+    }
+
+    /// Closes the connections a reply did not fit, with DISCONNECT 0x95 (Packet too large).
+    pub(super) fn close_reply_too_large(&mut self) {
+        for id in std::mem::take(&mut self.reply_too_large) {
+            if self.conns.get(&id).is_some_and(|c| c.client().is_some()) {
+                self.protocol_error(id, DisconnectReason::PacketTooLarge);
+            }
         }
     }
 

@@ -150,6 +150,10 @@ pub struct Broker {
     sys: sys::SysTree,
     /// Set by `Input::Shutdown`.
     shutting_down: bool,
+    /// Connections owed a reply larger than their Maximum Packet Size: closed with DISCONNECT
+    /// 0x95 once the input that caused it is handled (closing under the handler would end the
+    /// session beneath it).
+    reply_too_large: Vec<ConnId>,
     /// The LSN of the last record written.
     last_lsn: crate::persist::Lsn,
     /// Encoded records not yet handed to the driver.
@@ -180,6 +184,7 @@ impl Broker {
             stats: Stats::default(),
             sys: sys::SysTree::default(),
             shutting_down: false,
+            reply_too_large: Vec::new(),
             last_lsn: 0,
             log: bytes::BytesMut::new(),
             next_message_id: 0,
@@ -265,6 +270,7 @@ impl Broker {
             Input::Tick => {}
             Input::Shutdown => self.shutdown(),
         }
+        self.close_reply_too_large();
         self.run_timers();
     }
 
