@@ -33,9 +33,16 @@ impl Message {
         let mut properties = p.properties;
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
+        own_properties(&mut properties);
+        // The decoded topic and payload are slices of the buffer the packet was read into,
+        // which other packets of the same read share. A message can outlive its read by days
+        // (retained, or queued for an offline session): copied into allocations of their own,
+        // it holds its own bytes and no more, so that the retained and queue limits bound
+        // memory, and the read buffer is free to be reused at once.
+        let (topic, payload) = own_topic_and_payload(&p.topic, &p.payload);
         Message {
-            topic: p.topic,
-            payload: p.payload,
+            topic,
+            payload,
             qos: p.qos_pid.qos(),
             retain: p.retain,
             expires_at: expiry_deadline(&properties, now),
@@ -56,6 +63,39 @@ impl Message {
             let ms = at.as_millis().saturating_sub(now.as_millis());
             u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
         })
+    }
+}
+
+/// Copies a topic and a payload into one allocation of their own (see
+/// [`Message::from_publish`]): one allocation rather than two, and the clones each delivery
+/// takes only count references to it.
+fn own_topic_and_payload(topic: &str, payload: &[u8]) -> (ByteString, Bytes) {
+    let mut buf = bytes::BytesMut::with_capacity(topic.len() + payload.len());
+    buf.extend_from_slice(topic.as_bytes());
+    buf.extend_from_slice(payload);
+    let buf = buf.freeze();
+    let split = topic.len();
+    let topic =
+        ByteString::try_from(buf.slice(..split)).expect("a copy of a valid topic is valid UTF-8");
+    (topic, buf.slice(split..))
+}
+
+/// Copies the strings and bytes of the properties out of the read buffer (see
+/// [`Message::from_publish`]).
+fn own_properties(p: &mut PublishProperties) {
+    let own = |s: &mut ByteString| *s = ByteString::from(&**s);
+    if let Some(t) = &mut p.response_topic {
+        own(t);
+    }
+    if let Some(t) = &mut p.content_type {
+        own(t);
+    }
+    if let Some(d) = &mut p.correlation_data {
+        *d = Bytes::copy_from_slice(d);
+    }
+    for (k, v) in &mut p.user_properties {
+        own(k);
+        own(v);
     }
 }
 
@@ -132,5 +172,67 @@ impl Delivery {
             properties,
             payload: self.msg.payload.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Packet, ProtocolVersion, decode};
+
+    /// A message keeps none of the buffer its PUBLISH was read from: not its topic, payload or
+    /// properties, so a retained or queued message holds only its own bytes.
+    #[test]
+    fn a_message_owns_its_bytes() {
+        let mut publish = Publish {
+            dup: false,
+            qos_pid: QosPid::AtMostOnce,
+            retain: true,
+            topic: ByteString::from("sensors/1"),
+            properties: PublishProperties::default(),
+            payload: Bytes::from_static(b"21.5"),
+        };
+        publish.properties.response_topic = Some(ByteString::from("reply"));
+        publish.properties.content_type = Some(ByteString::from("text/plain"));
+        publish.properties.correlation_data = Some(Bytes::from_static(b"c"));
+        publish.properties.user_properties = vec![("k".into(), "v".into())];
+        let mut buf = bytes::BytesMut::new();
+        Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut buf)
+            .unwrap();
+        // Other packets of the same read after it.
+        buf.extend_from_slice(&[0u8; 4096]);
+        let read = buf.freeze();
+        let Some((Packet::Publish(p), _)) = decode(&read, ProtocolVersion::V5, u32::MAX).unwrap()
+        else {
+            panic!("not a PUBLISH");
+        };
+        let range = read.as_ptr_range();
+        let inside = |b: &[u8]| range.contains(&b.as_ptr());
+        assert!(
+            inside(&p.payload),
+            "the decoded payload is a slice of the read"
+        );
+        let m = Message::from_publish(p, Time::ZERO);
+        let props = &m.properties;
+        let fields: [(&str, &[u8]); 6] = [
+            ("topic", m.topic.as_bytes()),
+            ("payload", &m.payload),
+            (
+                "response topic",
+                props.response_topic.as_ref().unwrap().as_bytes(),
+            ),
+            (
+                "content type",
+                props.content_type.as_ref().unwrap().as_bytes(),
+            ),
+            ("correlation data", props.correlation_data.as_ref().unwrap()),
+            ("user property", props.user_properties[0].1.as_bytes()),
+        ];
+        for (name, bytes) in fields {
+            assert!(!inside(bytes), "{name} still points into the read buffer");
+        }
+        assert_eq!(&m.topic[..], "sensors/1");
+        assert_eq!(&m.payload[..], b"21.5");
     }
 }
