@@ -37,6 +37,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Many connections need many descriptors: where permitted (root with CAP_SYS_RESOURCE),
+    // raise the hard limit too; in any case the soft limit up to the hard one.
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1 << 20, 1 << 20);
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("midge-bench: cannot raise the open files limit: {e}");
     }
