@@ -52,7 +52,13 @@ impl Broker {
                         break;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Nothing left to decode: an idle connection keeps no receive buffer.
+                    if conn.read_buf.is_empty() {
+                        conn.read_buf = bytes::BytesMut::new();
+                    }
+                    break;
+                }
                 Err(e) => {
                     self.decode_failed(id, e, version);
                     break;

@@ -177,7 +177,10 @@ impl Outbox {
                 if conn.blocked || conn.out.is_empty() {
                     continue;
                 }
-                let bytes = conn.out.split().freeze();
+                // The whole buffer goes: a connection that falls idle holds no output buffer
+                // (split() would leave it the rest of the allocation, kept alive for as long as
+                // the connection lasts).
+                let bytes = std::mem::take(&mut conn.out).freeze();
                 stats.bytes_sent += bytes.len() as u64;
                 self.actions.push_back(Action::Send { conn: id, bytes });
             }
