@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// How long to let the broker settle after the last CONNACK before reading its memory.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Keep alive of idle connections: the largest there is (18 hours), so that no PINGREQ is due
+/// in any run. Not 0 (no keep alive): rumqttd refuses such a CONNECT.
+const IDLE_KEEP_ALIVE: u16 = u16::MAX;
 
 pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
     let mut net = Net::new(o.version.is_v5()).map_err(|e| format!("poll: {e}"))?;
@@ -32,8 +35,12 @@ pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
                 .open(o.addrs[opened % o.addrs.len()])
                 .map_err(|e| format!("connection {opened}: {e}"))?;
             buf.clear();
-            // Keep alive 0: an idle connection needs no PINGREQ however long it is held.
-            wire::connect(o.version, &format!("mb-{run_id}-i{opened}"), 0, &mut buf);
+            wire::connect(
+                o.version,
+                &format!("mb-{run_id}-i{opened}"),
+                IDLE_KEEP_ALIVE,
+                &mut buf,
+            );
             net.send(key, &buf);
             opened += 1;
         }
@@ -122,7 +129,12 @@ pub fn open_background(
                 .open(o.addrs[i % o.addrs.len()])
                 .map_err(|e| format!("background connection {i}: {e}"))?;
             buf.clear();
-            wire::connect(o.version, &format!("{prefix}-b{i}"), 0, &mut buf);
+            wire::connect(
+                o.version,
+                &format!("{prefix}-b{i}"),
+                IDLE_KEEP_ALIVE,
+                &mut buf,
+            );
             net.send(key, &buf);
             keys.push(key);
         }
