@@ -140,6 +140,13 @@ pub struct Server {
     inbox: Vec<u8>,
     /// Connections with output or state to act on this turn.
     dirty: Vec<usize>,
+    /// Connections that may have input left to read (`Conn::more_input`), so that a turn does
+    /// not walk every connection to find them: with many idle connections that walk cost more
+    /// than the work. May hold keys whose flag was cleared since, or reused keys.
+    more_input: Vec<usize>,
+    /// Connections with a deadline the sweep checks: still in their handshake, or closing.
+    /// May hold stale keys; the sweep prunes them.
+    watched: Vec<usize>,
     shutting_down: bool,
     /// When shutting down gives up on connections that do not close.
     shutdown_deadline: Option<Instant>,
@@ -210,6 +217,8 @@ impl Server {
             scratch: vec![0; 64 * 1024],
             inbox: Vec::new(),
             dirty: Vec::new(),
+            more_input: Vec::new(),
+            watched: Vec::new(),
             shutting_down: false,
             shutdown_deadline: None,
             storage: None,
@@ -346,7 +355,11 @@ impl Server {
     /// How long poll may sleep: until the broker's next deadline, a paused listener, or the
     /// next check of handshakes and lingering closes.
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.conns.iter().any(|(_, c)| c.more_input) {
+        if self
+            .more_input
+            .iter()
+            .any(|k| self.conns.get(*k).is_some_and(|c| c.more_input))
+        {
             return Some(Duration::ZERO);
         }
         let mut timeout = Duration::from_secs(1);
@@ -362,14 +375,13 @@ impl Server {
 
     /// Work at the end of every turn: time, leftover input, output, and housekeeping.
     fn turn_end(&mut self) {
-        let pending: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.more_input)
-            .map(|(k, _)| k)
-            .collect();
+        let mut pending = std::mem::take(&mut self.more_input);
+        pending.sort_unstable();
+        pending.dedup();
         for key in pending {
-            self.read(key);
+            if self.conns.get(key).is_some_and(|c| c.more_input) {
+                self.read(key);
+            }
         }
         let now = self.now();
         self.broker.handle(now, Input::Tick);
@@ -470,6 +482,7 @@ impl Server {
         }
         tracing::debug!(?peer, listener = %self.listeners[index].local, "new connection");
         entry.insert(conn);
+        self.watched.push(key);
         // The handshake may already have data waiting.
         self.read(key);
     }
@@ -491,6 +504,9 @@ impl Server {
                 inbox.extend_from_slice(bytes)
             });
         conn.more_input = outcome.more;
+        if outcome.more {
+            self.more_input.push(key);
+        }
         // A handshake may have answers to send even when no MQTT bytes arrived.
         self.dirty.push(key);
         if !conn.opened && conn.transport.ready() {
@@ -557,6 +573,7 @@ impl Server {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
                         c.closing = Some(Instant::now() + self.limits.close_linger);
+                        self.watched.push(key);
                         self.dirty.push(key);
                     }
                 }
@@ -579,6 +596,7 @@ impl Server {
                         c.read_paused = false;
                         // Input that arrived while paused raised no new readiness event.
                         c.more_input = true;
+                        self.more_input.push(key);
                     }
                 }
             }
@@ -666,15 +684,25 @@ impl Server {
     /// Drops handshakes that take too long and closing connections that cannot flush.
     fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.closing.is_some_and(|t| t <= now)
-                    || (!c.opened && now - c.accepted > self.limits.handshake_timeout)
-            })
-            .map(|(k, _)| k)
-            .collect();
+        // Only connections in their handshake or closing have a deadline; the others leave
+        // the list (a closing one comes back when it starts closing).
+        let mut watched = std::mem::take(&mut self.watched);
+        watched.sort_unstable();
+        watched.dedup();
+        let mut expired = Vec::new();
+        watched.retain(|&key| {
+            let Some(c) = self.conns.get(key) else {
+                return false;
+            };
+            if c.closing.is_some_and(|t| t <= now)
+                || (!c.opened && now - c.accepted > self.limits.handshake_timeout)
+            {
+                expired.push(key);
+                return false;
+            }
+            c.closing.is_some() || !c.opened
+        });
+        self.watched = watched;
         for key in expired {
             tracing::debug!(
                 conn = key,
