@@ -26,41 +26,13 @@ pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
     let cpu0 = o.broker_pid.and_then(procfs::cpu_seconds);
     let run_id = format!("{:x}", std::process::id());
     let started = Instant::now();
-    let mut opened = 0usize;
-    let mut acked = 0usize;
-    let mut buf = BytesMut::new();
-    while acked < connections {
-        while opened < connections && opened - acked < o.connect_parallel {
-            let key = net
-                .open(o.addrs[opened % o.addrs.len()])
-                .map_err(|e| format!("connection {opened}: {e}"))?;
-            buf.clear();
-            wire::connect(
-                o.version,
-                &format!("mb-{run_id}-i{opened}"),
-                IDLE_KEEP_ALIVE,
-                &mut buf,
-            );
-            net.send(key, &buf);
-            opened += 1;
-        }
-        net.flush()?;
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "timed out: {acked} of {connections} connections acknowledged"
-            ));
-        }
-        net.turn(
-            Some(Duration::from_millis(100)),
-            |_, key, packet| match packet {
-                Incoming::ConnAck { code: 0 } => {
-                    acked += 1;
-                    Ok(())
-                }
-                other => Err(format!("connection {key}: unexpected {other:?}")),
-            },
-        )?;
-    }
+    connect_idle(
+        &mut net,
+        o,
+        connections,
+        &format!("mb-{run_id}-i"),
+        deadline,
+    )?;
     let connect_time = started.elapsed().as_secs_f64();
     let cpu1 = o.broker_pid.and_then(procfs::cpu_seconds);
     std::thread::sleep(SETTLE);
@@ -99,6 +71,55 @@ pub fn run(o: &Options, connections: usize) -> Result<Report, String> {
     Ok(r)
 }
 
+/// Opens `connections` connections whose client ids are `id_prefix` and a number, at most
+/// `--connect-parallel` of them in the handshake at once, and waits for every CONNACK.
+/// Returns their keys.
+fn connect_idle(
+    net: &mut Net,
+    o: &Options,
+    connections: usize,
+    id_prefix: &str,
+    deadline: Instant,
+) -> Result<Vec<usize>, String> {
+    let mut keys = Vec::with_capacity(connections);
+    let mut acked = 0usize;
+    let mut buf = BytesMut::new();
+    while acked < connections {
+        while keys.len() < connections && keys.len() - acked < o.connect_parallel {
+            let i = keys.len();
+            let key = net
+                .open(o.addrs[i % o.addrs.len()])
+                .map_err(|e| format!("connection {i}: {e}"))?;
+            buf.clear();
+            wire::connect(
+                o.version,
+                &format!("{id_prefix}{i}"),
+                IDLE_KEEP_ALIVE,
+                &mut buf,
+            );
+            net.send(key, &buf);
+            keys.push(key);
+        }
+        net.flush()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out: {acked} of {connections} connections acknowledged"
+            ));
+        }
+        net.turn(
+            Some(Duration::from_millis(100)),
+            |_, key, packet| match packet {
+                Incoming::ConnAck { code: 0 } => {
+                    acked += 1;
+                    Ok(())
+                }
+                other => Err(format!("connection {key}: unexpected {other:?}")),
+            },
+        )?;
+    }
+    Ok(keys)
+}
+
 /// Filters per SUBSCRIBE when loading background subscriptions.
 const FILTERS_PER_SUBSCRIBE: usize = 100;
 
@@ -119,42 +140,8 @@ pub fn open_background(
     } else {
         connections
     };
-    let mut keys = Vec::with_capacity(connections);
-    let mut acked = 0usize;
+    let keys = connect_idle(net, o, connections, &format!("{prefix}-b"), deadline)?;
     let mut buf = BytesMut::new();
-    while acked < connections {
-        while keys.len() < connections && keys.len() - acked < o.connect_parallel {
-            let i = keys.len();
-            let key = net
-                .open(o.addrs[i % o.addrs.len()])
-                .map_err(|e| format!("background connection {i}: {e}"))?;
-            buf.clear();
-            wire::connect(
-                o.version,
-                &format!("{prefix}-b{i}"),
-                IDLE_KEEP_ALIVE,
-                &mut buf,
-            );
-            net.send(key, &buf);
-            keys.push(key);
-        }
-        net.flush()?;
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "timed out: {acked} of {connections} background connections acknowledged"
-            ));
-        }
-        net.turn(
-            Some(Duration::from_millis(100)),
-            |_, key, packet| match packet {
-                Incoming::ConnAck { code: 0 } => {
-                    acked += 1;
-                    Ok(())
-                }
-                other => Err(format!("background connection {key}: unexpected {other:?}")),
-            },
-        )?;
-    }
     // The subscriptions, spread evenly, in SUBSCRIBE packets of up to 100 filters.
     let mut packets = 0usize;
     let mut filters = Vec::with_capacity(FILTERS_PER_SUBSCRIBE);
