@@ -27,8 +27,6 @@ use super::timers::Timer;
 use super::{Broker, Stats};
 use crate::codec::{ByteString, PublishProperties, QoS};
 use bytes::Bytes;
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// QoS of the `$SYS` messages. Mosquitto publishes them at QoS 2; at QoS 0 they are never queued
@@ -255,27 +253,32 @@ impl Broker {
     /// Mosquitto's message store counts). Walks the sessions' queues when the tree is
     /// published, so the walk is kept to a few nanoseconds a message: a message only one
     /// session refers to (the usual case: nothing else holds an `Arc` of it between inputs) is
-    /// counted at once; only shared ones go through a set and the retained store.
+    /// counted at once; only shared ones are collected, deduplicated and looked up in the
+    /// retained store.
     fn stored_messages(&self) -> (u64, u64) {
         let mut count = self.stats.retained_messages;
         let mut bytes = self.stats.retained_bytes;
-        // Only the number of distinct messages matters, never the set's order.
-        let mut shared: HashSet<*const Message, BuildPtrHasher> = HashSet::default();
+        let mut shared: Vec<&Arc<Message>> = Vec::new();
         for (_, session) in &self.sessions {
             for msg in session.outbound.messages() {
                 if Arc::strong_count(msg) > 1 {
-                    if !shared.insert(Arc::as_ptr(msg)) {
-                        continue;
-                    }
-                    let retained = msg.retain
-                        && self
-                            .retained
-                            .get(&msg.topic)
-                            .is_some_and(|r| Arc::ptr_eq(r, msg));
-                    if retained {
-                        continue;
-                    }
+                    shared.push(msg);
+                } else {
+                    count += 1;
+                    bytes += msg.payload.len() as u64;
                 }
+            }
+        }
+        // Sorted by address only to find the copies of one message: the order is never seen.
+        shared.sort_unstable_by_key(|m| Arc::as_ptr(m));
+        shared.dedup_by_key(|m| Arc::as_ptr(m));
+        for msg in shared {
+            let retained = msg.retain
+                && self
+                    .retained
+                    .get(&msg.topic)
+                    .is_some_and(|r| Arc::ptr_eq(r, msg));
+            if !retained {
                 count += 1;
                 bytes += msg.payload.len() as u64;
             }
@@ -316,26 +319,3 @@ fn push_changed(
         }
     }
 }
-
-/// A hasher for pointers: their address, its alignment bits dropped, times an odd constant.
-/// The set it serves is only counted, never iterated, so nothing observable depends on it.
-#[derive(Debug, Default)]
-struct PtrHasher(u64);
-
-impl Hasher for PtrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = ((n as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type BuildPtrHasher = BuildHasherDefault<PtrHasher>;
