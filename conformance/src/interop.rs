@@ -7,15 +7,12 @@
 //! MQTT.js in headless Chromium. They always run against midge: what they check is that real
 //! clients and midge understand each other, not a broker given by address.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::target::{self, Target};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// How long the daemon may take to bind its listeners.
-const START_WAIT: Duration = Duration::from_secs(20);
 
 /// The ways a client can reach the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +61,8 @@ impl Transport {
 /// The daemon stops when this is dropped (and when the test process ends: it watches its stdin).
 #[derive(Debug)]
 pub struct InteropBroker {
-    daemon: Child,
-    addrs: [SocketAddr; 4],
+    daemon: Target,
+    /// The test CA and server certificate, and room for the tests' own files.
     dir: tempfile::TempDir,
 }
 
@@ -95,46 +92,8 @@ impl InteropBroker {
              listener 0 127.0.0.1\nprotocol websockets\n\
              listener 0 127.0.0.1\nprotocol websockets\n{tls}"
         );
-        let conf = dir.path().join("midge.conf");
-        std::fs::write(&conf, config).expect("write midge.conf");
-        let mut daemon = Command::new(midge_bin)
-            .arg("-c")
-            .arg(&conf)
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {midge_bin}: {e}"));
-        let stdout = daemon.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addrs = Vec::new();
-        while addrs.len() < Transport::ALL.len() {
-            let Ok(line) = rx.recv_timeout(START_WAIT) else {
-                let _ = daemon.kill();
-                let mut err = String::new();
-                if let Some(mut stderr) = daemon.stderr.take() {
-                    let _ = stderr.read_to_string(&mut err);
-                }
-                panic!("{midge_bin} did not start within {START_WAIT:?}: {err}");
-            };
-            let addr = line
-                .strip_prefix("listening on ")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected line from {midge_bin}: {line}"));
-            addrs.push(addr);
-        }
         InteropBroker {
-            daemon,
-            addrs: addrs.try_into().expect("four listeners"),
+            daemon: target::start_with_config(midge_bin, &config),
             dir,
         }
     }
@@ -145,7 +104,7 @@ impl InteropBroker {
             .iter()
             .position(|t| *t == transport)
             .expect("a transport of ALL");
-        self.addrs[i]
+        self.daemon.listener_addr(i)
     }
 
     /// The port of the listener for `transport`.
@@ -180,13 +139,6 @@ impl InteropBroker {
     /// A temporary directory that lives as long as the broker, for a test's scripts and pages.
     pub fn scratch_dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for InteropBroker {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
     }
 }
 

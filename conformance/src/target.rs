@@ -107,6 +107,15 @@ impl Drop for Target {
     }
 }
 
+/// A daemon of this workspace with `config` as its whole configuration (written to a
+/// temporary directory), whatever broker the suite otherwise targets: for the interoperability
+/// tests, which check midge itself. Its listeners are reached with [`Target::listener_addr`],
+/// in the order `config` defines them.
+pub fn start_with_config(bin: &str, config: &str) -> Target {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    start_in(bin, dir, config)
+}
+
 /// Starts the daemon with the default configuration.
 fn start_midge(bin: &str) -> Target {
     let dir = tempfile::tempdir().expect("temporary directory");
