@@ -250,3 +250,36 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> std::process:
         stderr: err.join().unwrap_or_default(),
     }
 }
+
+/// The four interoperability scenarios for one protocol version on one transport, as a module
+/// of four tests calling the test file's `every_qos`, `retained`, `will` and `session_resume`
+/// with the version and transport given:
+/// `interop_scenarios! { v5_tls: Version::V5, Transport::Tls; }`.
+#[macro_export]
+macro_rules! interop_scenarios {
+    ($($module:ident: $version:expr, $transport:expr;)*) => {$(
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn every_qos() {
+                super::every_qos($version, $transport);
+            }
+
+            #[test]
+            fn retained() {
+                super::retained($version, $transport);
+            }
+
+            #[test]
+            fn will() {
+                super::will($version, $transport);
+            }
+
+            #[test]
+            fn session_resume() {
+                super::session_resume($version, $transport);
+            }
+        }
+    )*};
+}

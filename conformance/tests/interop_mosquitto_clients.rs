@@ -394,36 +394,7 @@ fn session_resume(version: Version, transport: Transport) {
     );
 }
 
-/// The four scenarios for one protocol version on one transport, as a module of four tests.
-macro_rules! scenarios {
-    ($($module:ident: $version:expr, $transport:expr;)*) => {$(
-        mod $module {
-            use super::*;
-
-            #[test]
-            fn every_qos() {
-                super::every_qos($version, $transport);
-            }
-
-            #[test]
-            fn retained() {
-                super::retained($version, $transport);
-            }
-
-            #[test]
-            fn will() {
-                super::will($version, $transport);
-            }
-
-            #[test]
-            fn session_resume() {
-                super::session_resume($version, $transport);
-            }
-        }
-    )*};
-}
-
-scenarios! {
+midge_conformance::interop_scenarios! {
     v311_tcp: Version::V311, Transport::Tcp;
     v311_tls: Version::V311, Transport::Tls;
     v5_tcp: Version::V5, Transport::Tcp;
