@@ -165,9 +165,11 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let own_cpu0 = procfs::cpu_seconds(std::process::id());
     let mut latency = Histogram::default();
     let total = o.messages;
-    let expected_per_sub: Vec<u64> = (0..subscribers)
-        .map(|s| pubs.iter().filter(|p| p.audience.contains(&s)).count() as u64 * total)
+    // How many publishers each subscriber hears.
+    let heard_by: Vec<u64> = (0..subscribers)
+        .map(|s| pubs.iter().filter(|p| p.audience.contains(&s)).count() as u64)
         .collect();
+    let expected_per_sub: Vec<u64> = heard_by.iter().map(|n| n * total).collect();
     let expected: u64 = expected_per_sub.iter().sum();
     // The time each publisher's k-th message is due at a fixed rate: the publishers take turns.
     let interval_ns = o.rate.map(|r| publishers as f64 * 1e9 / r);
@@ -178,9 +180,6 @@ pub fn run(o: &Options) -> Result<Report, String> {
     // The run-ahead bound is per subscriber; a publisher gets its share of what the busiest of
     // its audience may have outstanding (with the defaults, below Mosquitto's and midge's
     // queue of 1,000 messages, so a slow subscriber is not a lossy one).
-    let heard_by: Vec<u64> = (0..subscribers)
-        .map(|s| pubs.iter().filter(|p| p.audience.contains(&s)).count() as u64)
-        .collect();
     let ahead: Vec<u64> = pubs
         .iter()
         .map(|p| {
