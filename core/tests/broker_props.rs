@@ -539,6 +539,7 @@ impl Sim {
                 }
                 // Persistence is off in these runs.
                 Action::Persist { .. } => panic!("records written with persistence off"),
+                Action::Dial { .. } => panic!("a bridge dialed with no bridge configured"),
             }
             self.log.push(action);
         }

@@ -520,6 +520,7 @@ fn serve(state: &State) {
                 }
             }
             Action::Close { .. } | Action::PauseRead { .. } | Action::ResumeRead { .. } => {}
+            Action::Dial { .. } => panic!("a bridge dialed with no bridge configured"),
         }
     }
 }

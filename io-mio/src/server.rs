@@ -585,6 +585,11 @@ impl Server {
                         tracing::error!(lsn, "records emitted but the daemon has no log; ignored");
                     }
                 },
+                Action::Dial { bridge, .. } => {
+                    // Dialing is not wired in yet: report the failure so the broker backs off.
+                    let now = self.now();
+                    self.broker.handle(now, Input::DialFailed { bridge });
+                }
                 Action::PauseRead { conn } => {
                     if let Some(c) = self.conns.get_mut(conn.0 as usize) {
                         c.read_paused = true;

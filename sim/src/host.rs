@@ -228,6 +228,11 @@ impl World {
                 }
             }
             Action::Persist { lsn, bytes } => self.persist(lsn, bytes),
+            // The simulated world runs one broker and configures no bridge.
+            Action::Dial { bridge, .. } => self.fail(
+                "driver protocol",
+                format!("Dial of bridge {} that is not configured", bridge.0),
+            ),
         }
     }
 

@@ -88,6 +88,8 @@ pub struct Config {
     pub sys_interval: u64,
     /// The payload of `$SYS/broker/version`.
     pub version: String,
+    /// Bridges to other brokers (Mosquitto's `connection` sections), dialed at start.
+    pub bridges: Vec<super::bridge::BridgeConfig>,
     /// A bug the simulator plants to prove its checkers catch it (`sim-bugs` feature only).
     #[cfg(feature = "sim-bugs")]
     pub bug: Option<crate::bugs::Bug>,
@@ -123,6 +125,7 @@ impl Default for Config {
             client_id_seed: [0; 32],
             sys_interval: 0,
             version: concat!("midge version ", env!("CARGO_PKG_VERSION")).to_owned(),
+            bridges: Vec::new(),
             #[cfg(feature = "sim-bugs")]
             bug: None,
         }

@@ -10,6 +10,7 @@
 //! inputs produce the same actions, byte for byte.
 
 mod authenticate;
+pub mod bridge;
 mod close;
 mod config;
 mod connect;
@@ -94,6 +95,16 @@ pub enum Input<'a> {
     /// for records up to it can go. Output waits for whole batches: a batch's records count
     /// once its `Commit`, the last of the batch, is durable.
     Durable { lsn: crate::persist::Lsn },
+    /// The driver connected to the remote broker of a bridge, as asked by [`Action::Dial`]
+    /// (TCP, and TLS when configured, are established): `conn` now names that connection, for
+    /// `Received`, `Closed`, `Blocked` and `Writable` as for any other.
+    Dialed {
+        bridge: bridge::BridgeId,
+        conn: ConnId,
+    },
+    /// The driver could not connect to the address asked for by [`Action::Dial`]: the name
+    /// did not resolve, the connection was refused or timed out, or TLS failed.
+    DialFailed { bridge: bridge::BridgeId },
     /// Only time passed.
     Tick,
     /// The server is going down: every connection is closed, MQTT 5 clients first receive
@@ -123,6 +134,14 @@ pub enum Action {
     Persist {
         lsn: crate::persist::Lsn,
         bytes: Bytes,
+    },
+    /// Connect to the remote broker of a bridge at `addresses[address]` of its
+    /// [`bridge::BridgeConfig`], and answer with [`Input::Dialed`] or [`Input::DialFailed`].
+    /// The driver brings the connection up to where MQTT bytes can flow (TLS included) and
+    /// gives up after a timeout of its own.
+    Dial {
+        bridge: bridge::BridgeId,
+        address: usize,
     },
 }
 
@@ -267,6 +286,9 @@ impl Broker {
                 }
             }
             Input::Durable { lsn } => self.outbox.durable(lsn, &mut self.conns),
+            // No bridge is dialed yet: a connection offered for one is closed unused.
+            Input::Dialed { conn, .. } => self.outbox.push(Action::Close { conn }),
+            Input::DialFailed { .. } => {}
             Input::Tick => {}
             Input::Shutdown => self.shutdown(),
         }

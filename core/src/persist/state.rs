@@ -719,6 +719,7 @@ mod tests {
                         }
                     }
                     Action::PauseRead { .. } | Action::ResumeRead { .. } => {}
+                    Action::Dial { .. } => panic!("a bridge dialed with no bridge configured"),
                 }
             }
         }

@@ -125,6 +125,8 @@ impl World {
                     self.disk.extend_from_slice(bytes);
                     self.written = *lsn;
                 }
+                // Recorded in the log; a test of bridges answers it.
+                Action::Dial { .. } => {}
             }
             self.log.push(action);
         }

@@ -287,7 +287,7 @@ impl World {
             | Action::Close { conn }
             | Action::PauseRead { conn }
             | Action::ResumeRead { conn } => Some(*conn),
-            Action::Persist { .. } => None,
+            Action::Persist { .. } | Action::Dial { .. } => None,
         };
         if let Some(conn) = conn {
             assert!(
@@ -311,6 +311,7 @@ impl World {
                 self.closed.insert(conn);
             }
             Action::PauseRead { .. } | Action::ResumeRead { .. } => {}
+            Action::Dial { .. } => panic!("a bridge dialed with no bridge configured"),
             Action::Persist { lsn, bytes } => {
                 assert!(self.config.persistence, "Persist without persistence");
                 self.disk.persist(lsn, &bytes);
