@@ -39,6 +39,14 @@ impl Write for RawStream {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            RawStream::Tcp(s) => s.write_vectored(bufs),
+            RawStream::Unix(s) => s.write_vectored(bufs),
+            RawStream::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self {
             RawStream::Tcp(s) => s.flush(),
@@ -54,7 +62,50 @@ impl Write for RawStream {
     }
 }
 
+/// The chunks of output handed to one `writev`.
+const MAX_GATHER: usize = 64;
+
+/// Removes the first `n` bytes of `out`, whole chunks and part of the next.
+fn consume(out: &mut Vec<Bytes>, mut n: usize) {
+    let whole = out
+        .iter()
+        .take_while(|chunk| {
+            let fits = chunk.len() <= n;
+            if fits {
+                n -= chunk.len();
+            }
+            fits
+        })
+        .count();
+    out.drain(..whole);
+    if n > 0 {
+        let _ = out[0].split_to(n);
+    }
+}
+
+/// Whether a short read or write on a plain socket shows that its kernel buffer was drained or
+/// filled: true where mio's selector is edge-triggered (epoll, kqueue), which reports the next
+/// arrival or the next room anyway, so the call that would only say `WouldBlock` is saved
+/// (tokio does the same). Not under TLS, whose library buffers on its own.
+const SHORT_IO_IS_FINAL: bool = cfg!(any(
+    target_os = "android",
+    target_os = "illumos",
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "ios",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+));
+
 impl RawStream {
+    /// A read that returned less than asked emptied the socket, and a write that took less
+    /// than offered filled it (see [`SHORT_IO_IS_FINAL`]).
+    fn short_io_is_final(&self) -> bool {
+        SHORT_IO_IS_FINAL && !matches!(self, RawStream::Tls(_))
+    }
+
     /// TLS records or handshake messages are waiting to be written.
     fn has_pending_output(&self) -> bool {
         match self {
@@ -209,6 +260,9 @@ impl Transport {
                     Ok(n) => {
                         taken += n;
                         sink(&scratch[..n]);
+                        if n < scratch.len() && s.short_io_is_final() {
+                            return ReadOutcome::default();
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return ReadOutcome::default();
@@ -264,14 +318,23 @@ impl Transport {
     pub fn write(&mut self, out: &mut Vec<Bytes>) -> io::Result<bool> {
         match self {
             Transport::Raw(s) => {
-                while let Some(front) = out.first_mut() {
-                    match s.write(front) {
+                while !out.is_empty() {
+                    // One system call for everything the turn produced (gathered).
+                    let mut slices = [io::IoSlice::new(&[]); MAX_GATHER];
+                    let count = out.len().min(MAX_GATHER);
+                    for (slice, chunk) in slices.iter_mut().zip(out.iter()) {
+                        *slice = io::IoSlice::new(chunk);
+                    }
+                    let offered: usize = out[..count].iter().map(Bytes::len).sum();
+                    match s.write_vectored(&slices[..count]) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) if n == front.len() => {
-                            out.remove(0);
-                        }
                         Ok(n) => {
-                            let _ = front.split_to(n);
+                            consume(out, n);
+                            if n < offered && s.short_io_is_final() {
+                                // The socket's buffer is full: writable readiness comes back
+                                // when it drains, so asking again would only meet WouldBlock.
+                                return Ok(true);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -372,4 +435,37 @@ fn ws_config(max_message: usize, max_buffer: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
         .write_buffer_size(0)
         .max_write_buffer_size(max_buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consume;
+    use bytes::Bytes;
+
+    fn chunks(parts: &[&'static str]) -> Vec<Bytes> {
+        parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn consume_takes_whole_chunks_then_part_of_the_next() {
+        let mut out = chunks(&["abc", "de", "fgh"]);
+        consume(&mut out, 4);
+        assert_eq!(out, chunks(&["e", "fgh"]));
+        consume(&mut out, 1);
+        assert_eq!(out, chunks(&["fgh"]));
+        consume(&mut out, 0);
+        assert_eq!(out, chunks(&["fgh"]));
+        consume(&mut out, 3);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn consume_of_exactly_the_first_chunks_leaves_the_rest_whole() {
+        let mut out = chunks(&["ab", "cd", "ef"]);
+        consume(&mut out, 4);
+        assert_eq!(out, chunks(&["ef"]));
+    }
 }
