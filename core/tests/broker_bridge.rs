@@ -905,3 +905,53 @@ mod crashes {
         }
     }
 }
+
+/// midge as the remote end of a Mosquitto-style 3.1.1 bridge: a client whose CONNECT sets the
+/// top bit of the protocol level gets no local and retain as published on its subscriptions.
+#[test]
+fn a_try_private_client_gets_no_local_and_retain_as_published() {
+    for (bridge_bit, echoed) in [(true, false), (false, true)] {
+        let mut w = World::default();
+        let mut c = connect(V3_1_1, "remote-bridge");
+        c.bridge = bridge_bit;
+        let (conn, _) = w.connect(c);
+        w.subscribe(conn, "t/#", QoS::AtLeastOnce);
+        w.send(conn, &publish_retained("t/1", b"own", QoS::AtMostOnce, 0));
+        assert_eq!(!w.recv(conn).is_empty(), echoed, "bridge bit {bridge_bit}");
+        let other = w.client(V3_1_1, "other");
+        w.send(other, &publish_retained("t/2", b"x", QoS::AtMostOnce, 0));
+        let got = w.recv(conn);
+        assert_eq!(publishes(&got).len(), 1);
+        // RETAIN is kept only for the bridge [MQTT-3.3.1-9] (3.1.1).
+        assert_eq!(publishes(&got)[0].retain, bridge_bit);
+    }
+}
+
+/// A remote that keeps no retained messages [MQTT-3.2.2-14] (5.0) gets none from the bridge.
+#[test]
+fn retain_is_cleared_towards_a_remote_without_retained_messages() {
+    let mut w = World::new(with_bridge(bridge(
+        &["r"],
+        V5,
+        vec![line("o/#", BridgeDirection::Out, QoS::AtMostOnce, "", "")],
+    )));
+    w.drain();
+    let conn = w.dialed(B0, V5);
+    w.recv(conn);
+    let mut ack = ConnAck {
+        session_present: false,
+        reason: ConnectReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    ack.properties.retain_available = Some(false);
+    w.send(conn, &Packet::ConnAck(ack));
+    let publisher = w.client(V5, "p");
+    w.send(
+        publisher,
+        &publish_retained("o/x", b"m", QoS::AtMostOnce, 0),
+    );
+    let sent = w.recv(conn);
+    let pubs = publishes(&sent);
+    assert_eq!(pubs.len(), 1, "{sent:?}");
+    assert!(!pubs[0].retain);
+}

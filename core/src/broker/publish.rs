@@ -381,7 +381,7 @@ impl Broker {
         let mut publish = d.to_publish(PacketId::new(1), false, self.now);
         // A bridge sends it under its remote name, which may be longer.
         if let Some(link) = conn.bridge {
-            super::bridge::rename_outgoing(&self.config, link.id, &mut publish);
+            super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
         Packet::Publish(publish)
             .encoded_len(client.version)
@@ -602,7 +602,7 @@ impl Broker {
         let version = client.version;
         let mut publish = d.to_publish(id, dup, self.now);
         if let Some(link) = conn.bridge {
-            super::bridge::rename_outgoing(&self.config, link.id, &mut publish);
+            super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
         let packet = client
             .outbound_aliases

@@ -341,6 +341,7 @@ impl Broker {
         let state = &mut self.bridges[id.index()];
         state.link = Link::Up { conn: conn_id };
         state.backoff.reset();
+        state.remote_retain = ack.properties.retain_available != Some(false);
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connected (session present {})", self.config.bridges[id.index()].name, u8::from(ack.session_present));
 
         let subs = subscriptions(&self.config.bridges[id.index()]);

@@ -52,6 +52,9 @@ pub(crate) struct BridgeState {
     pub backoff: BackoffState,
     /// The packet id of the SUBSCRIBE awaiting its SUBACK.
     pub subscribe_id: Option<PacketId>,
+    /// The remote broker keeps retained messages (an MQTT 5 CONNACK may say it does not
+    /// [MQTT-3.2.2-14] (5.0)): otherwise RETAIN is cleared on what the bridge sends it.
+    pub remote_retain: bool,
 }
 
 impl BridgeState {
@@ -61,6 +64,7 @@ impl BridgeState {
             address: 0,
             backoff: BackoffState::default(),
             subscribe_id: None,
+            remote_retain: true,
         }
     }
 }
@@ -71,11 +75,23 @@ impl BridgeId {
     }
 }
 
-/// Gives a PUBLISH going out on a bridge's link its remote topic name.
-pub(crate) fn rename_outgoing(config: &Config, bridge: BridgeId, publish: &mut Publish) {
+/// Makes a PUBLISH going out on a bridge's link what the remote gets: its remote topic name,
+/// and no RETAIN where the remote keeps no retained messages.
+pub(crate) fn outgoing(
+    config: &Config,
+    bridges: &[BridgeState],
+    bridge: BridgeId,
+    publish: &mut Publish,
+) {
     if let Some(cfg) = config.bridges.get(bridge.index())
         && let Some(topic) = rename::outgoing(cfg, &publish.topic)
     {
         publish.topic = topic;
+    }
+    if bridges
+        .get(bridge.index())
+        .is_some_and(|s| !s.remote_retain)
+    {
+        publish.retain = false;
     }
 }

@@ -75,7 +75,7 @@ impl Broker {
         let publish = Publish {
             dup: false,
             qos_pid: QosPid::AtMostOnce,
-            retain: true,
+            retain: self.bridges[id.index()].remote_retain,
             topic,
             properties: PublishProperties::default(),
             payload: payload(up),
