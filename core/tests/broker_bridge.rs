@@ -955,3 +955,13 @@ fn retain_is_cleared_towards_a_remote_without_retained_messages() {
     assert_eq!(pubs.len(), 1, "{sent:?}");
     assert!(!pubs[0].retain);
 }
+
+#[test]
+fn a_bridge_without_an_address_never_dials() {
+    let mut b = bridge(&[], V5, vec![]);
+    b.addresses.clear();
+    let mut w = World::new(with_bridge(b));
+    w.drain();
+    w.advance_secs(60);
+    assert!(w.dials.is_empty());
+}

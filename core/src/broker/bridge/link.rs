@@ -96,6 +96,12 @@ impl Broker {
         for i in 0..self.config.bridges.len() {
             let id = BridgeId(u32::try_from(i).unwrap_or(u32::MAX));
             self.bridges.push(BridgeState::new());
+            if self.config.bridges[i].addresses.is_empty() {
+                // Nothing to dial; the daemon's configuration check should not let this through.
+                tracing::error!(bridge = %self.config.bridges[i].name, "bridge has no address, not started");
+                self.bridges[i].link = Link::Stopped;
+                continue;
+            }
             self.prepare_bridge_session(id);
             self.notify_local(id, false);
             self.dial(id);
