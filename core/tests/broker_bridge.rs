@@ -525,6 +525,8 @@ fn scripted(version: ProtocolVersion) -> (World, ConnId) {
     };
     assert_eq!(&*c.client_id, "bridge-a");
     assert!(!c.clean_start);
+    // try_private: the protocol level's top bit on 3.1.x only.
+    assert_eq!(c.bridge, !version.is_v5());
     (w, conn)
 }
 
@@ -538,7 +540,7 @@ fn connack(reason: ConnectReason) -> Packet {
 
 #[test]
 fn the_connect_says_what_the_configuration_asks() {
-    let (_, _) = scripted(V3_1_1);
+    scripted(V3_1_1);
     let mut cfg = bridge(&["r"], V5, vec![]);
     cfg.notifications = true;
     cfg.remote_username = Some("u".into());
