@@ -146,6 +146,30 @@ struct Conn {
     more_input: bool,
 }
 
+impl Conn {
+    /// A connection the broker does not know yet.
+    fn new(
+        transport: Transport,
+        origin: Origin,
+        peer: Option<SocketAddr>,
+        accepted: Instant,
+    ) -> Conn {
+        Conn {
+            transport,
+            origin,
+            dial: None,
+            peer,
+            accepted,
+            opened: false,
+            out: Vec::new(),
+            blocked: false,
+            read_paused: false,
+            closing: None,
+            more_input: false,
+        }
+    }
+}
+
 /// Re-reads credentials and rules on SIGHUP: the authorizer, and the authenticator of MQTT 5
 /// enhanced authentication.
 pub type Reload<'a> =
@@ -514,19 +538,7 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(FIRST_LISTENER + self.listeners.len() + key);
-        let mut conn = Conn {
-            transport,
-            origin: Origin::Listener(index),
-            dial: None,
-            peer,
-            accepted: Instant::now(),
-            opened: false,
-            out: Vec::new(),
-            blocked: false,
-            read_paused: false,
-            closing: None,
-            more_input: false,
-        };
+        let mut conn = Conn::new(transport, Origin::Listener(index), peer, Instant::now());
         let registered = match conn.transport.raw_mut() {
             Some(raw) => register(&self.poll, raw, token),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -1011,27 +1023,22 @@ impl Server {
                 why = format!("{addr}: cannot register the socket: {e}");
                 continue;
             }
-            entry.insert(Conn {
-                transport: Transport::mqtt(raw),
-                origin: Origin::Bridge(bridge),
-                dial: Some(Box::new(Dialing {
-                    target,
-                    host,
-                    connecting: true,
-                    addr,
-                    fallback: addrs,
-                    started,
-                    error: None,
-                })),
-                peer: Some(addr),
-                accepted: started,
-                opened: false,
-                out: Vec::new(),
-                blocked: false,
-                read_paused: false,
-                closing: None,
-                more_input: false,
-            });
+            let mut conn = Conn::new(
+                Transport::mqtt(raw),
+                Origin::Bridge(bridge),
+                Some(addr),
+                started,
+            );
+            conn.dial = Some(Box::new(Dialing {
+                target,
+                host,
+                connecting: true,
+                addr,
+                fallback: addrs,
+                started,
+                error: None,
+            }));
+            entry.insert(conn);
             // The sweep fails the dial if it outlasts the handshake timeout.
             self.watched.push(key);
             return;

@@ -266,6 +266,15 @@ fn tls_listener_options(dir: &Path, pki: &Pki) -> String {
     )
 }
 
+/// midge with a plain listener for the tests' clients and a TLS listener for bridges that
+/// present a certificate from `pki`.
+fn midge_with_tls(dir: &Path, pki: &Pki) -> Daemon {
+    midge(
+        dir,
+        &format!("listener 0 127.0.0.1\n{}", tls_listener_options(dir, pki)),
+    )
+}
+
 /// The bridge options of TLS to a remote that requires a client certificate from `pki`.
 fn bridge_tls_options(dir: &Path, pki: &Pki) -> String {
     let client = pki.client("bridge");
@@ -473,13 +482,7 @@ fn midge_to_midge_over_tls_with_a_client_certificate() {
         let root = tempfile::tempdir().unwrap();
         let pki = Pki::new("bridge test CA");
         let remote_dir = subdir(root.path(), "remote");
-        let remote = midge(
-            &remote_dir,
-            &format!(
-                "listener 0 127.0.0.1\n{}",
-                tls_listener_options(&remote_dir, &pki)
-            ),
-        );
+        let remote = midge_with_tls(&remote_dir, &pki);
         let tls_addr = remote.listener("mqtt+tls").socket_addr();
         let local_dir = subdir(root.path(), "local");
         let bridge = format!(
@@ -600,13 +603,7 @@ fn mosquitto_to_midge_over_tls() {
     let root = tempfile::tempdir().unwrap();
     let pki = Pki::new("bridge test CA");
     let remote_dir = subdir(root.path(), "remote");
-    let remote = midge(
-        &remote_dir,
-        &format!(
-            "listener 0 127.0.0.1\n{}",
-            tls_listener_options(&remote_dir, &pki)
-        ),
-    );
+    let remote = midge_with_tls(&remote_dir, &pki);
     let tls_port = remote.listener("mqtt+tls").port();
     let local_dir = subdir(root.path(), "local");
     // The server certificate names localhost and 127.0.0.1; OpenSSL checks the name as a host
