@@ -57,6 +57,7 @@
 //!   `log_timestamp`.
 //! - Process: `pid_file`, `include_dir`; `user` and `persistent_client_expiration` are recorded
 //!   with a warning that midge does not act on them yet.
+//! - Bridges: `connection` and the bridge options after it; see [`bridge`].
 //!
 //! # midge extensions
 //!
@@ -98,7 +99,7 @@
 //! | error | `mount_point` | clients of the listener would see and publish to other topics |
 //! | error | `accept_protocol_versions`, `websockets_origin`, `disable_client_cert_date_checks` | clients would be allowed what the configuration forbids, or refused what it allows |
 //! | error | `tls_engine`, `tls_keyform engine`, `tls_engine_kpass_sha1` | the key lives in an OpenSSL engine midge cannot use |
-//! | error | `connection` and every bridge option (`address`, `topic`, `bridge_*`, `remote_*`, ...) | bridges are not supported yet; bridged messages would silently stop flowing |
+//! | error | bridge options midge does not implement: `start_type lazy/once`, `local_username`, `local_password`, `bridge_outgoing_retain false`, `bridge_max_packet_size`, `bridge_bind_address`, `bridge_identity`, `bridge_psk`, `bridge_require_ocsp true`, other `bridge_*` | the bridge would carry other messages, or connect otherwise, than configured (see [`bridge`]) |
 //! | warning | `ciphers`, `ciphers_tls1.3`, `dhparamfile` | midge's TLS library offers only AEAD suites with forward secrecy (and no finite-field DHE), the suites such lists are written to keep |
 //! | warning | `autosave_on_changes`, `persistent_client_expiration`, `upgrade_outgoing_qos`, `check_retain_source`, `allow_duplicate_messages` | delivery and persistence details with no effect on who may do what |
 //! | warning | `memory_limit`, `max_inflight_bytes`, `global_max_clients`, `websockets_headers_size` | limits midge bounds its own way |
@@ -127,6 +128,10 @@
 //! - `max_packet_size 0` means no limit (Mosquitto refuses values below 20);
 //! - when every configured log destination is unsupported (`syslog` alone, say), midge logs to
 //!   stderr, which a service manager collects, rather than nowhere.
+
+mod bridge;
+
+pub use bridge::{BridgeLink, BridgeTls, FileAt};
 
 use std::fmt;
 use std::fs;
@@ -189,6 +194,9 @@ pub struct DaemonConfig {
     /// (`persistent_client_expiration`). Recorded only: midge does not expire them yet, and a
     /// warning says so.
     pub persistent_client_expiration: Option<u64>,
+    /// The daemon's side of each bridge (its TLS settings), in the order of
+    /// `broker.bridges`, which holds the broker's side.
+    pub bridges: Vec<BridgeLink>,
     /// The configuration files read, main file first, then included files in the order read.
     pub files: Vec<PathBuf>,
     /// Options ignored because ignoring them is harmless, with where they were given. The daemon
@@ -224,6 +232,7 @@ impl DaemonConfig {
             pid_file: None,
             user: None,
             persistent_client_expiration: None,
+            bridges: Vec::new(),
             files: Vec::new(),
             warnings: Vec::new(),
         }
@@ -670,8 +679,8 @@ const PLUGINS: &str = "plugins are not supported; without the plugin, clients it
                        could connect, publish or subscribe";
 const PSK: &str = "TLS-PSK is not supported; the listener would run without the encryption and \
                    authentication the pre-shared keys provide";
-const BRIDGES: &str = "bridges are not supported yet; messages the bridge carries to or from \
-                       the remote broker would silently stop flowing";
+const BRIDGES: &str = "midge's bridges do not have this option; ignoring it would change what \
+                       the bridge carries or how it connects";
 const TLS_ENGINE: &str = "keys held in an OpenSSL engine cannot be used; the listener could not \
                           serve TLS as configured";
 const CIPHERS: &str = "midge's TLS library offers only AEAD cipher suites with forward secrecy \
@@ -747,33 +756,8 @@ pub const UNSUPPORTED_OPTIONS: &[UnsupportedOption] = &[
     refuse("tls_engine", None, TLS_ENGINE),
     refuse("tls_keyform", Some("pem"), TLS_ENGINE),
     refuse("tls_engine_kpass_sha1", None, TLS_ENGINE),
-    // Bridges.
-    refuse("connection", None, BRIDGES),
-    refuse("address", None, BRIDGES),
-    refuse("addresses", None, BRIDGES),
-    refuse("topic", None, BRIDGES),
+    // Bridge options of later Mosquitto versions.
     refuse("bridge_*", None, BRIDGES),
-    refuse("cleansession", None, BRIDGES),
-    refuse("local_cleansession", None, BRIDGES),
-    refuse("clientid", None, BRIDGES),
-    refuse("remote_clientid", None, BRIDGES),
-    refuse("local_clientid", None, BRIDGES),
-    refuse("username", None, BRIDGES),
-    refuse("remote_username", None, BRIDGES),
-    refuse("local_username", None, BRIDGES),
-    refuse("password", None, BRIDGES),
-    refuse("remote_password", None, BRIDGES),
-    refuse("local_password", None, BRIDGES),
-    refuse("notifications", None, BRIDGES),
-    refuse("notifications_local_only", None, BRIDGES),
-    refuse("notification_topic", None, BRIDGES),
-    refuse("keepalive_interval", None, BRIDGES),
-    refuse("idle_timeout", None, BRIDGES),
-    refuse("restart_timeout", None, BRIDGES),
-    refuse("round_robin", None, BRIDGES),
-    refuse("start_type", None, BRIDGES),
-    refuse("threshold", None, BRIDGES),
-    refuse("try_private", None, BRIDGES),
     // TLS details.
     warn("ciphers", None, CIPHERS),
     warn("ciphers_tls1.3", None, CIPHERS),
@@ -1256,6 +1240,8 @@ struct FileScope<'a> {
     level: usize,
     /// Each file starts at the default listener, as in Mosquitto.
     target: Target,
+    /// The bridge the bridge options configure: the last `connection` of this file, if any.
+    bridge: Option<usize>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1282,6 +1268,7 @@ struct Parser {
     persistence_location: Option<Located<PathBuf>>,
     persistence_file: Option<Located<PathBuf>>,
     pid_file: Option<Located<PathBuf>>,
+    bridges: Vec<bridge::BridgeDraft>,
     warnings: Vec<ConfigWarning>,
 }
 
@@ -1302,6 +1289,7 @@ impl Parser {
             persistence_location: None,
             persistence_file: None,
             pid_file: None,
+            bridges: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -1324,6 +1312,7 @@ impl Parser {
             file,
             level,
             target: Target::Default,
+            bridge: None,
         };
         for (index, raw) in bytes.split(|byte| *byte == b'\n').enumerate() {
             let number = index + 1;
@@ -1363,6 +1352,8 @@ impl Parser {
             "include_dir" => self.include_dir(scope, line),
             "log_dest" => self.log_dest(line),
             "log_type" => self.log_type(line),
+            "connection" => self.connection(scope, line),
+            option if bridge::OPTIONS.contains(&option) => self.bridge_option(scope, line),
             _ => {
                 if !self.broker_option(line)? && !self.daemon_option(line)? {
                     self.unsupported(line)?;
@@ -1515,6 +1506,68 @@ impl Parser {
         let result = apply_security_option(security, line, &mut warnings);
         self.warnings.append(&mut warnings);
         result
+    }
+
+    // --- Bridges ---------------------------------------------------------------------------
+
+    /// `connection NAME`: a new bridge, which the bridge options after it in this file
+    /// configure.
+    fn connection(
+        &mut self,
+        scope: &mut FileScope<'_>,
+        line: &Line<'_>,
+    ) -> Result<(), ConfigError> {
+        let draft = bridge::BridgeDraft::start(line, &mut self.warnings)?;
+        if let Some(earlier) = self.bridges.iter().find(|b| b.name() == draft.name()) {
+            return Err(line.error(format!(
+                "bridge \"{}\" is already defined at {}; connection names must be unique",
+                draft.name(),
+                earlier.location()
+            )));
+        }
+        self.bridges.push(draft);
+        scope.bridge = Some(self.bridges.len() - 1);
+        Ok(())
+    }
+
+    /// An option of the bridge being defined.
+    fn bridge_option(&mut self, scope: &FileScope<'_>, line: &Line<'_>) -> Result<(), ConfigError> {
+        let Some(index) = scope.bridge else {
+            return Err(line.error(format!(
+                "{} is a bridge option: it must follow a connection line in the same file (as \
+                 in Mosquitto)",
+                line.option
+            )));
+        };
+        self.bridges[index].apply(line, &mut self.warnings)
+    }
+
+    /// The bridges, checked as a whole: each local client id names one bridge's session.
+    fn finish_bridges(&mut self) -> Result<(), ConfigError> {
+        let hostname = bridge::hostname();
+        for draft in std::mem::take(&mut self.bridges) {
+            let at = draft.location().clone();
+            let (config, link) = draft.build(&hostname)?;
+            if let Some(other) = self
+                .config
+                .broker
+                .bridges
+                .iter()
+                .find(|other| other.local_clientid == config.local_clientid)
+            {
+                return Err(ConfigError::at(
+                    &at,
+                    format!(
+                        "bridge \"{}\" has the local_clientid \"{}\" of bridge \"{}\"; set a \
+                         different local_clientid (or remote_clientid) for one of them",
+                        config.name, config.local_clientid, other.name
+                    ),
+                ));
+            }
+            self.config.broker.bridges.push(config);
+            self.config.bridges.push(link);
+        }
+        Ok(())
     }
 
     // --- Files -----------------------------------------------------------------------------
@@ -1830,6 +1883,7 @@ impl Parser {
         // The broker publishes $SYS itself, so it needs the interval too.
         self.config.broker.sys_interval = self.config.sys_interval;
         self.config.broker.persistence = self.config.persistence.enabled;
+        self.finish_bridges()?;
         self.finish_logging();
         self.config.warnings = self.sorted_warnings();
         Ok(self.config)
@@ -3303,15 +3357,7 @@ password_file /etc/mosquitto/ws-passwd
     }
 
     #[test]
-    fn bridges_are_errors() {
-        let error = parse_error(
-            "listener 1883\nconnection cloud\naddress broker.example.com:8883\ntopic # both 0\n",
-        );
-        assert_eq!(error.line, 2);
-        assert!(
-            error.message.contains("bridges are not supported yet"),
-            "{error}"
-        );
+    fn bridge_options_outside_a_bridge_are_errors() {
         for option in [
             "address x",
             "topic a/# out 1",
@@ -3324,8 +3370,12 @@ password_file /etc/mosquitto/ws-passwd
             "notifications false",
             "try_private true",
         ] {
-            let error = parse_error(&format!("{option}\n"));
-            assert!(error.message.contains("bridges"), "{option}: {error}");
+            let error = parse_error(&format!("listener 1883\n{option}\n"));
+            assert_eq!(error.line, 2, "{option}");
+            assert!(
+                error.message.contains("must follow a connection line"),
+                "{option}: {error}"
+            );
         }
     }
 
@@ -3406,7 +3456,7 @@ enable_control_api false
             );
         }
         assert_eq!(
-            unsupported_option("bridge_insecure").map(|entry| entry.class),
+            unsupported_option("bridge_receive_maximum").map(|entry| entry.class),
             Some(Unsupported::Refuse)
         );
         assert!(unsupported_option("listener").is_none());

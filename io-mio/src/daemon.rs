@@ -1,8 +1,10 @@
 //! From a configuration to a running daemon: listener sockets with their TLS settings, the
-//! broker's configuration, process limits and the pid file.
+//! bridges' TLS settings, the broker's configuration, process limits and the pid file.
 
-use crate::config::{DaemonConfig, ListenerConfig, ListenerProtocol, SocketDomain, TlsVersion};
-use crate::server::{ListenAddr, ListenerSpec};
+use crate::config::{
+    BridgeTls, DaemonConfig, ListenerConfig, ListenerProtocol, SocketDomain, TlsVersion,
+};
+use crate::server::{BridgeSpec, ListenAddr, ListenerSpec};
 use crate::tls;
 use midge_core::broker::{Config, ListenerId};
 use midge_core::codec::QoS;
@@ -60,6 +62,69 @@ pub fn listener_specs(config: &DaemonConfig) -> Result<Vec<ListenerSpec>, String
         }
     }
     Ok(specs)
+}
+
+/// What the event loop needs to dial each bridge, in the order of the broker's bridges: the
+/// remote addresses and, with TLS, the client configuration built from files read now, so that
+/// a missing or bad file stops the daemon (and `--test-config`) with the line that names it.
+pub fn bridge_specs(config: &DaemonConfig) -> Result<Vec<BridgeSpec>, String> {
+    config
+        .broker
+        .bridges
+        .iter()
+        .zip(&config.bridges)
+        .map(|(bridge, link)| {
+            let tls = link.tls.as_ref().map(bridge_tls).transpose()?;
+            Ok(BridgeSpec {
+                name: bridge.name.clone(),
+                addresses: bridge.addresses.clone(),
+                tls,
+            })
+        })
+        .collect()
+}
+
+fn bridge_tls(t: &BridgeTls) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let roots = tls::trust_anchors(
+        t.cafile.as_ref().map(|f| f.path.as_path()),
+        t.capath.as_ref().map(|f| f.path.as_path()),
+    )
+    .map_err(|e| {
+        // Point at the option whose files failed; the CA file is the likelier culprit.
+        let at = t.cafile.as_ref().or(t.capath.as_ref()).map(|f| &f.at);
+        match at {
+            Some(at) => format!("{at}: bridge_cafile/bridge_capath: {e}"),
+            None => format!("bridge_cafile/bridge_capath: {e}"),
+        }
+    })?;
+    let identity = match (&t.certfile, &t.keyfile) {
+        (Some(certfile), Some(keyfile)) => {
+            let certs = tls::read_certificates(&certfile.path)
+                .map_err(|e| format!("{}: bridge_certfile {e}", certfile.at))?;
+            let key = tls::read_private_key(&keyfile.path)
+                .map_err(|e| format!("{}: bridge_keyfile {e}", keyfile.at))?;
+            Some((certs, key))
+        }
+        _ => None,
+    };
+    let at = t
+        .certfile
+        .as_ref()
+        .or(t.cafile.as_ref())
+        .or(t.capath.as_ref())
+        .map(|f| f.at.to_string())
+        .unwrap_or_default();
+    tls::client_config(tls::ClientSettings {
+        roots,
+        identity,
+        insecure: t.insecure,
+        versions: match t.version {
+            TlsVersion::Tlsv1_3 => tls::Versions::Tls13,
+            TlsVersion::Tlsv1_2 => tls::Versions::Default,
+        },
+        alpn: t.alpn.as_ref().map(|a| a.as_bytes().to_vec()),
+    })
+    .map_err(|e| format!("{at}: {e}"))
 }
 
 /// Where one listener listens. Without a bind address it takes every interface: on the IPv6

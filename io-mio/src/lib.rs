@@ -7,6 +7,7 @@ pub mod acl;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dial;
 pub mod logging;
 pub mod passwd;
 pub mod server;

@@ -167,6 +167,7 @@ fn run(options: Options) -> Result<(), String> {
     // Everything that can be wrong with the configuration is found before anything listens.
     let config = load_config(&options)?;
     let specs = daemon::listener_specs(&config)?;
+    let bridges = daemon::bridge_specs(&config)?;
     let authorizer = access::FileAuthorizer::load(&config)?;
     if options.test_config {
         for w in &config.warnings {
@@ -196,6 +197,7 @@ fn run(options: Options) -> Result<(), String> {
     broker.set_authorizer(Box::new(authorizer));
     let mut server =
         Server::bind(specs, broker, IoLimits::default(), clock).map_err(|e| e.to_string())?;
+    server.set_bridges(bridges);
     if let Some((recovered, options)) = storage {
         server.start_storage(recovered, &options).map_err(|e| {
             format!(

@@ -12,13 +12,21 @@
 //!   spinning;
 //! - with persistence, the broker's records go to the storage's writer thread (a channel send,
 //!   never a wait), and the writer's wake-up (a mio `Waker`) brings the durable LSN back to the
-//!   broker, which then releases the output that waited for it.
+//!   broker, which then releases the output that waited for it;
+//! - a bridge's connection is dialed when the broker asks (`Action::Dial`): host names are
+//!   resolved on a resolver thread that wakes the loop through the same `Waker`, the connect
+//!   and the TLS handshake run like any other non-blocking I/O, and only a connection ready for
+//!   MQTT reaches the broker (`Input::Dialed`); any failure, or taking longer than the handshake
+//!   timeout, is `Input::DialFailed`. Bridge connections count against no listener's
+//!   `max_connections`.
 
 use crate::clock::Clock;
+use crate::dial::{self, Dialing, Lookup, Resolver};
 use crate::storage::{self, Recovered, Storage};
 use crate::transport::{RawStream, Transport};
 use bytes::Bytes;
 use midge_core::auth::{Authenticator, Authorizer};
+use midge_core::broker::bridge::BridgeId;
 use midge_core::broker::{Action, Broker, ConnId, Input, ListenerId, Open, Time};
 use midge_core::codec::ByteString;
 use midge_core::persist::Lsn;
@@ -28,14 +36,18 @@ use rustls::ServerConfig;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::dial::BridgeSpec;
+
 const SIGNALS: Token = Token(0);
-/// The storage writer's wake-up: more of the log is durable.
+/// Wake-ups from other threads: the storage writer (more of the log is durable) and the
+/// resolver (a bridge's host name resolved). mio allows one `Waker` per `Poll`; they share it.
 const WAKER: Token = Token(1);
 /// Listener tokens are 2..2+listeners; connection tokens follow.
 const FIRST_LISTENER: usize = 2;
@@ -104,9 +116,20 @@ struct Listener {
     local: String,
 }
 
+/// Where a connection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Accepted by the listener at this index.
+    Listener(usize),
+    /// Dialed for a bridge.
+    Bridge(BridgeId),
+}
+
 struct Conn {
     transport: Transport,
-    listener: usize,
+    origin: Origin,
+    /// A bridge's connection that is not up yet.
+    dial: Option<Box<Dialing>>,
     peer: Option<SocketAddr>,
     accepted: Instant,
     /// The broker knows this connection (handshakes done).
@@ -121,6 +144,30 @@ struct Conn {
     closing: Option<Instant>,
     /// Input remains to be read (the read budget ran out).
     more_input: bool,
+}
+
+impl Conn {
+    /// A connection the broker does not know yet.
+    fn new(
+        transport: Transport,
+        origin: Origin,
+        peer: Option<SocketAddr>,
+        accepted: Instant,
+    ) -> Conn {
+        Conn {
+            transport,
+            origin,
+            dial: None,
+            peer,
+            accepted,
+            opened: false,
+            out: Vec::new(),
+            blocked: false,
+            read_paused: false,
+            closing: None,
+            more_input: false,
+        }
+    }
 }
 
 /// Re-reads credentials and rules on SIGHUP: the authorizer, and the authenticator of MQTT 5
@@ -153,6 +200,15 @@ pub struct Server {
     /// The persistence log, when persistence is on, and the last durable LSN the broker heard.
     storage: Option<Storage>,
     durable: Lsn,
+    /// Shared by the storage writer and the resolver.
+    waker: Arc<Waker>,
+    /// The bridges the broker may ask to dial, by [`BridgeId`].
+    bridges: Vec<BridgeSpec>,
+    /// Started at the first dial of a bridge named by host name.
+    resolver: Option<Resolver>,
+    /// Bridges waiting for their host name to resolve; at most one per bridge.
+    lookups: Vec<Lookup>,
+    next_lookup: u64,
 }
 
 impl Server {
@@ -166,6 +222,7 @@ impl Server {
         clock: Clock,
     ) -> io::Result<Server> {
         let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
             let token = Token(FIRST_LISTENER + i);
@@ -223,7 +280,18 @@ impl Server {
             shutdown_deadline: None,
             storage: None,
             durable: 0,
+            waker,
+            bridges: Vec::new(),
+            resolver: None,
+            lookups: Vec::new(),
+            next_lookup: 0,
         })
+    }
+
+    /// The bridges the broker's configuration names, in its order: `Action::Dial` asks for
+    /// them by index. Set before [`Server::run`].
+    pub fn set_bridges(&mut self, bridges: Vec<BridgeSpec>) {
+        self.bridges = bridges;
     }
 
     /// Starts writing the broker's records after the log `recovered` read (the broker must
@@ -233,7 +301,7 @@ impl Server {
         recovered: Recovered,
         options: &storage::Options,
     ) -> io::Result<()> {
-        let waker = Waker::new(self.poll.registry(), WAKER)?;
+        let waker = Arc::clone(&self.waker);
         self.durable = recovered.state.last_lsn();
         let notify = Box::new(move || {
             if let Err(e) = waker.wake() {
@@ -276,7 +344,10 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.log_durable(),
+                    WAKER => {
+                        self.log_durable();
+                        self.resolved();
+                    }
                     SIGNALS => {
                         for signal in signals.pending() {
                             match signal {
@@ -290,6 +361,14 @@ impl Server {
                     }
                     Token(t) => {
                         let key = t - FIRST_LISTENER - self.listeners.len();
+                        if self
+                            .conns
+                            .get(key)
+                            .is_some_and(|c| c.dial.as_ref().is_some_and(|d| d.connecting))
+                        {
+                            self.connect_event(key);
+                            continue;
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key);
                         }
@@ -459,18 +538,7 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(FIRST_LISTENER + self.listeners.len() + key);
-        let mut conn = Conn {
-            transport,
-            listener: index,
-            peer,
-            accepted: Instant::now(),
-            opened: false,
-            out: Vec::new(),
-            blocked: false,
-            read_paused: false,
-            closing: None,
-            more_input: false,
-        };
+        let mut conn = Conn::new(transport, Origin::Listener(index), peer, Instant::now());
         let registered = match conn.transport.raw_mut() {
             Some(raw) => register(&self.poll, raw, token),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -533,6 +601,11 @@ impl Server {
                 Some(e) => tracing::debug!(conn = key, error = %e, "connection failed"),
                 None => tracing::debug!(conn = key, "connection closed by peer"),
             }
+            if let Some(dial) = self.conns.get_mut(key).and_then(|c| c.dial.as_mut()) {
+                dial.error = Some(outcome.error.unwrap_or_else(|| {
+                    "the remote closed the connection during the TLS handshake".to_owned()
+                }));
+            }
             self.drop_connection(key, true);
         }
     }
@@ -542,6 +615,24 @@ impl Server {
             return;
         };
         conn.opened = true;
+        let listener = match conn.origin {
+            Origin::Listener(index) => index,
+            Origin::Bridge(bridge) => {
+                let target = conn.dial.take().map(|d| d.target).unwrap_or_default();
+                let name = self.bridge_name(bridge);
+                tracing::info!(bridge = %name, address = %target, "bridge connected");
+                let now = self.now();
+                self.broker.handle(
+                    now,
+                    Input::Dialed {
+                        bridge,
+                        conn: ConnId(key as u64),
+                    },
+                );
+                self.apply_actions();
+                return;
+            }
+        };
         let identity = conn
             .transport
             .raw()
@@ -549,7 +640,7 @@ impl Server {
             .map(ByteString::from);
         let open = Open {
             conn: ConnId(key as u64),
-            listener: self.listeners[conn.listener].spec.id,
+            listener: self.listeners[listener].spec.id,
             peer: conn.peer,
             tls_identity: identity,
         };
@@ -585,11 +676,7 @@ impl Server {
                         tracing::error!(lsn, "records emitted but the daemon has no log; ignored");
                     }
                 },
-                Action::Dial { bridge, .. } => {
-                    // Dialing is not wired in yet: report the failure so the broker backs off.
-                    let now = self.now();
-                    self.broker.handle(now, Input::DialFailed { bridge });
-                }
+                Action::Dial { bridge, address } => self.dial(bridge, address),
                 Action::PauseRead { conn } => {
                     if let Some(c) = self.conns.get_mut(conn.0 as usize) {
                         c.read_paused = true;
@@ -673,7 +760,24 @@ impl Server {
             deregister(&self.poll, raw);
         }
         conn.transport.close();
-        self.listeners[conn.listener].open -= 1;
+        match conn.origin {
+            Origin::Listener(index) => self.listeners[index].open -= 1,
+            Origin::Bridge(bridge) if !conn.opened => {
+                // The broker only knows it asked for a dial: this is its answer.
+                let (target, why) = conn.dial.map_or_else(Default::default, |d| {
+                    let why = d.error.unwrap_or_else(|| {
+                        "the connection or its TLS handshake did not finish in time".to_owned()
+                    });
+                    (d.target, why)
+                });
+                self.dial_failed(bridge, &target, &why);
+                return;
+            }
+            Origin::Bridge(bridge) => {
+                let name = self.bridge_name(bridge);
+                tracing::info!(bridge = %name, conn = key, "bridge connection closed");
+            }
+        }
         if tell_broker && conn.opened && conn.closing.is_none() {
             let now = self.now();
             self.broker.handle(
@@ -708,6 +812,15 @@ impl Server {
             c.closing.is_some() || !c.opened
         });
         self.watched = watched;
+        let timeout = self.limits.handshake_timeout;
+        let (late, waiting): (Vec<Lookup>, Vec<Lookup>) = std::mem::take(&mut self.lookups)
+            .into_iter()
+            .partition(|l| now - l.started > timeout);
+        self.lookups = waiting;
+        for lookup in late {
+            let target = format!("{}:{}", lookup.host, lookup.port);
+            self.dial_failed(lookup.bridge, &target, "the name did not resolve in time");
+        }
         for key in expired {
             tracing::debug!(
                 conn = key,
@@ -715,6 +828,8 @@ impl Server {
             );
             self.drop_connection(key, false);
         }
+        // Failed dials have the broker's answer (a retry timer, say) waiting.
+        self.apply_actions();
     }
 
     fn reload(&mut self, reload: &mut Reload<'_>) {
@@ -749,6 +864,8 @@ impl Server {
         let now = self.now();
         self.broker.handle(now, Input::Shutdown);
         self.apply_actions();
+        // Dials not finished are abandoned; the broker is going down and does not redial.
+        self.lookups.clear();
         // Connections the broker never heard of (mid-handshake) just go.
         let unopened: Vec<usize> = self
             .conns
@@ -758,6 +875,267 @@ impl Server {
             .collect();
         for key in unopened {
             self.drop_connection(key, false);
+        }
+    }
+
+    // --- Bridges ---------------------------------------------------------------------------
+
+    fn bridge_name(&self, bridge: BridgeId) -> &str {
+        self.bridges
+            .get(bridge.0 as usize)
+            .map_or("?", |spec| spec.name.as_str())
+    }
+
+    /// Tells the broker a dial failed. The caller applies the broker's actions (this may run
+    /// while they are being applied).
+    fn dial_failed(&mut self, bridge: BridgeId, target: &str, why: &str) {
+        if self.shutting_down {
+            return;
+        }
+        let name = self.bridge_name(bridge);
+        tracing::warn!(bridge = %name, address = %target, "bridge cannot connect: {why}");
+        let now = self.now();
+        self.broker.handle(now, Input::DialFailed { bridge });
+    }
+
+    /// `Action::Dial`: connect to `addresses[address]` of the bridge. An IP address is
+    /// connected to at once; a host name goes to the resolver first.
+    fn dial(&mut self, bridge: BridgeId, address: usize) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(remote) = self
+            .bridges
+            .get(bridge.0 as usize)
+            .and_then(|spec| spec.addresses.get(address))
+            .cloned()
+        else {
+            tracing::error!(
+                ?bridge,
+                address,
+                "dial of an unknown bridge address; refused"
+            );
+            self.dial_failed(bridge, "?", "no such bridge address");
+            return;
+        };
+        // A bridge has one dial at a time: a new request replaces one still under way.
+        self.lookups.retain(|l| l.bridge != bridge);
+        let stale: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.origin == Origin::Bridge(bridge) && !c.opened)
+            .map(|(k, _)| k)
+            .collect();
+        for key in stale {
+            self.forget(key);
+        }
+        let target = dial::display(&remote);
+        tracing::debug!(bridge = %self.bridge_name(bridge), address = %target, "dialing");
+        if let Some(addr) = dial::literal(&remote) {
+            self.connect(
+                bridge,
+                target,
+                remote.host,
+                VecDeque::from([addr]),
+                Instant::now(),
+            );
+            return;
+        }
+        if self.resolver.is_none() {
+            match Resolver::start(Arc::clone(&self.waker)) {
+                Ok(resolver) => self.resolver = Some(resolver),
+                Err(e) => {
+                    self.dial_failed(bridge, &target, &format!("cannot start the resolver: {e}"));
+                    return;
+                }
+            }
+        }
+        let id = self.next_lookup;
+        self.next_lookup += 1;
+        // Lookups a hung resolver has not answered stay queued; past a few per bridge, dials
+        // fail at once instead of queueing more behind them.
+        let limit = 4 * self.bridges.len().max(1);
+        let Some(resolver) = self.resolver.as_mut() else {
+            return;
+        };
+        if resolver.outstanding >= limit || !resolver.resolve(id, &remote.host, remote.port) {
+            self.dial_failed(bridge, &target, "the resolver is not answering");
+            return;
+        }
+        self.lookups.push(Lookup {
+            id,
+            bridge,
+            host: remote.host,
+            port: remote.port,
+            started: Instant::now(),
+        });
+    }
+
+    /// Answers from the resolver: each still awaited either starts connecting or fails.
+    fn resolved(&mut self) {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return;
+        };
+        for answer in resolver.answers() {
+            let Some(at) = self.lookups.iter().position(|l| l.id == answer.id) else {
+                // Timed out, replaced, or shutting down.
+                continue;
+            };
+            let lookup = self.lookups.swap_remove(at);
+            let target = dial::display(&midge_core::broker::bridge::BridgeAddress {
+                host: lookup.host.clone(),
+                port: lookup.port,
+            });
+            match answer.result {
+                Ok(addrs) => {
+                    self.connect(lookup.bridge, target, lookup.host, addrs, lookup.started)
+                }
+                Err(e) => self.dial_failed(lookup.bridge, &target, &format!("cannot resolve: {e}")),
+            }
+        }
+        self.apply_actions();
+    }
+
+    /// Starts a non-blocking connect to the first of `addrs` that takes one; the rest are
+    /// tried if it fails.
+    fn connect(
+        &mut self,
+        bridge: BridgeId,
+        target: String,
+        host: String,
+        mut addrs: VecDeque<SocketAddr>,
+        started: Instant,
+    ) {
+        let mut why = "no address to connect to".to_owned();
+        while let Some(addr) = addrs.pop_front() {
+            let stream = match mio::net::TcpStream::connect(addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    why = format!("{addr}: {e}");
+                    continue;
+                }
+            };
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            let token = Token(FIRST_LISTENER + self.listeners.len() + key);
+            let mut raw = RawStream::Tcp(stream);
+            if let Err(e) = register(&self.poll, &mut raw, token) {
+                why = format!("{addr}: cannot register the socket: {e}");
+                continue;
+            }
+            let mut conn = Conn::new(
+                Transport::mqtt(raw),
+                Origin::Bridge(bridge),
+                Some(addr),
+                started,
+            );
+            conn.dial = Some(Box::new(Dialing {
+                target,
+                host,
+                connecting: true,
+                addr,
+                fallback: addrs,
+                started,
+                error: None,
+            }));
+            entry.insert(conn);
+            // The sweep fails the dial if it outlasts the handshake timeout.
+            self.watched.push(key);
+            return;
+        }
+        self.dial_failed(bridge, &target, &why);
+    }
+
+    /// The socket of a connecting bridge connection woke: connected, failed, or not yet.
+    fn connect_event(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let outcome = match conn.transport.raw() {
+            Some(RawStream::Tcp(stream)) => dial::connect_outcome(stream),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        };
+        match outcome {
+            Ok(false) => {}
+            Ok(true) => self.connected(key),
+            Err(e) => {
+                // Try the name's next address, within the same deadline.
+                let Origin::Bridge(bridge) = conn.origin else {
+                    return;
+                };
+                let dial = conn.dial.take();
+                self.forget(key);
+                if let Some(d) = dial {
+                    let why = format!("{}: {e}", d.addr);
+                    if d.fallback.is_empty() {
+                        self.dial_failed(bridge, &d.target, &why);
+                    } else {
+                        tracing::debug!(address = %d.target, "{why}; trying the next address");
+                        self.connect(bridge, d.target, d.host, d.fallback, d.started);
+                    }
+                }
+                self.apply_actions();
+            }
+        }
+    }
+
+    /// TCP is up: start TLS, or hand the connection to the broker.
+    fn connected(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Origin::Bridge(bridge) = conn.origin else {
+            return;
+        };
+        let Some(dial) = conn.dial.as_mut() else {
+            return;
+        };
+        dial.connecting = false;
+        let tls = self
+            .bridges
+            .get(bridge.0 as usize)
+            .and_then(|spec| spec.tls.clone());
+        if let Some(RawStream::Tcp(stream)) = conn.transport.raw() {
+            // As for accepted sockets: MQTT packets are small and latency matters.
+            let _ = stream.set_nodelay(true);
+        }
+        let Some(config) = tls else {
+            self.open_in_broker(key);
+            return;
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(dial.host.clone());
+        let transport = std::mem::replace(&mut conn.transport, Transport::Closed);
+        let started = match (server_name, transport) {
+            (Ok(name), Transport::Raw(RawStream::Tcp(sock))) => {
+                rustls::ClientConnection::new(config, name)
+                    .map(|tls| RawStream::TlsClient(Box::new(rustls::StreamOwned::new(tls, sock))))
+                    .map_err(|e| e.to_string())
+            }
+            (Err(e), _) => Err(format!("{} is not a TLS server name: {e}", dial.host)),
+            (Ok(_), _) => Err("the socket is gone".to_owned()),
+        };
+        match started {
+            Ok(raw) => {
+                conn.transport = Transport::mqtt(raw);
+                // The ClientHello goes out with the next flush.
+                self.dirty.push(key);
+            }
+            Err(e) => {
+                dial.error = Some(format!("cannot start TLS: {e}"));
+                self.drop_connection(key, false);
+                self.apply_actions();
+            }
+        }
+    }
+
+    /// Drops a bridge connection that is not up without telling the broker (it is being
+    /// replaced, or another address is tried).
+    fn forget(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            if let Some(raw) = conn.transport.raw_mut() {
+                deregister(&self.poll, raw);
+            }
+            conn.transport.close();
         }
     }
 
@@ -784,6 +1162,7 @@ fn register(poll: &Poll, raw: &mut RawStream, token: Token) -> io::Result<()> {
         RawStream::Tcp(s) => poll.registry().register(s, token, interest),
         RawStream::Unix(s) => poll.registry().register(s, token, interest),
         RawStream::Tls(s) => poll.registry().register(&mut s.sock, token, interest),
+        RawStream::TlsClient(s) => poll.registry().register(&mut s.sock, token, interest),
     }
 }
 
@@ -792,6 +1171,7 @@ fn deregister(poll: &Poll, raw: &mut RawStream) {
         RawStream::Tcp(s) => poll.registry().deregister(s),
         RawStream::Unix(s) => poll.registry().deregister(s),
         RawStream::Tls(s) => poll.registry().deregister(&mut s.sock),
+        RawStream::TlsClient(s) => poll.registry().deregister(&mut s.sock),
     };
 }
 

@@ -1,12 +1,20 @@
 //! TLS listeners: a rustls server configuration from Mosquitto-style options (PEM `certfile`
 //! and `keyfile`; `cafile`/`capath` to verify client certificates; `require_certificate`;
 //! `tls_version`), and the client certificate identity that `use_identity_as_username` uses.
+//! TLS bridges: a rustls client configuration from the bridge's options (`bridge_cafile`,
+//! `bridge_capath`, `bridge_certfile`, `bridge_keyfile`, `bridge_insecure`,
+//! `bridge_tls_version`, `bridge_alpn`).
 
-use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,9 +83,122 @@ pub fn server_config(s: &Settings<'_>) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Certificates trusted for client authentication: every certificate in `cafile`, and in every
-/// PEM file of `capath`.
-fn trust_anchors(cafile: Option<&Path>, capath: Option<&Path>) -> Result<RootCertStore, String> {
+/// What a TLS bridge needs, with its files already read.
+#[derive(Debug)]
+pub struct ClientSettings {
+    /// The CAs the remote broker's certificate must chain to.
+    pub roots: RootCertStore,
+    /// The client certificate chain and key to present, if any.
+    pub identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    /// Accept a certificate for another host name (`bridge_insecure`); the chain and dates
+    /// are still checked.
+    pub insecure: bool,
+    pub versions: Versions,
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// Builds a bridge's client configuration, on the same crypto provider as the listeners.
+pub fn client_config(s: ClientSettings) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(ring::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match s.versions {
+        Versions::Default => rustls::DEFAULT_VERSIONS,
+        Versions::Tls12 => &[&rustls::version::TLS12],
+        Versions::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(s.roots), provider)
+        .build()
+        .map_err(|e| format!("server certificate verification: {e}"))?;
+    let builder = if s.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyHostName(verifier)))
+    } else {
+        builder.with_webpki_verifier(verifier)
+    };
+    let mut config = match s.identity {
+        Some((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("bridge_certfile/bridge_keyfile: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = s.alpn.into_iter().collect();
+    Ok(Arc::new(config))
+}
+
+/// A PEM certificate chain, or why it cannot be read.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// A PEM private key, or why it cannot be read.
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `bridge_insecure`: WebPKI verification that forgives only a certificate issued for another
+/// name. The chain to the configured CAs, the dates and the handshake signatures are checked as
+/// usual (webpki checks the name last, so a name error means everything else passed).
+#[derive(Debug)]
+struct AnyHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Trusted CA certificates (of clients for a listener, of the remote broker for a bridge):
+/// every certificate in `cafile`, and in every PEM file of `capath`.
+pub fn trust_anchors(
+    cafile: Option<&Path>,
+    capath: Option<&Path>,
+) -> Result<RootCertStore, String> {
     let mut files = Vec::new();
     if let Some(f) = cafile {
         files.push(f.to_path_buf());

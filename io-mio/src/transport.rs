@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use mio::net::{TcpStream, UnixStream};
-use rustls::{ServerConnection, StreamOwned};
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -12,12 +12,14 @@ use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-/// A socket, with TLS when the listener has it.
+/// A socket, with TLS when the listener (or, for a bridge's connection, the bridge) has it.
 #[derive(Debug)]
 pub enum RawStream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    /// A bridge's connection to a remote broker: this side is the TLS client.
+    TlsClient(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl Read for RawStream {
@@ -26,6 +28,7 @@ impl Read for RawStream {
             RawStream::Tcp(s) => s.read(buf),
             RawStream::Unix(s) => s.read(buf),
             RawStream::Tls(s) => s.read(buf),
+            RawStream::TlsClient(s) => s.read(buf),
         }
     }
 }
@@ -36,6 +39,7 @@ impl Write for RawStream {
             RawStream::Tcp(s) => s.write(buf),
             RawStream::Unix(s) => s.write(buf),
             RawStream::Tls(s) => s.write(buf),
+            RawStream::TlsClient(s) => s.write(buf),
         }
     }
 
@@ -51,13 +55,26 @@ impl Write for RawStream {
         match self {
             RawStream::Tcp(s) => s.flush(),
             RawStream::Unix(s) => s.flush(),
-            RawStream::Tls(s) => {
-                // Push out TLS records rustls has buffered.
-                while s.conn.wants_write() {
-                    s.conn.write_tls(&mut s.sock)?;
-                }
-                Ok(())
-            }
+            RawStream::Tls(s) => write_tls_records(&mut s.conn, &mut s.sock),
+            RawStream::TlsClient(s) => write_tls_records(&mut s.conn, &mut s.sock),
+        }
+    }
+}
+
+/// Pushes out the TLS records rustls has buffered.
+fn write_tls_records<D>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    Ok(())
+}
+
+/// Sends TLS close_notify, as far as the socket takes it at once.
+fn close_notify<D>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream) {
+    conn.send_close_notify();
+    while conn.wants_write() {
+        if !matches!(conn.write_tls(sock), Ok(n) if n > 0) {
+            break;
         }
     }
 }
@@ -110,6 +127,7 @@ impl RawStream {
     fn has_pending_output(&self) -> bool {
         match self {
             RawStream::Tls(s) => s.conn.wants_write(),
+            RawStream::TlsClient(s) => s.conn.wants_write(),
             _ => false,
         }
     }
@@ -128,6 +146,7 @@ impl RawStream {
     pub fn handshake_done(&self) -> bool {
         match self {
             RawStream::Tls(s) => !s.conn.is_handshaking(),
+            RawStream::TlsClient(s) => !s.conn.is_handshaking(),
             _ => true,
         }
     }
@@ -382,13 +401,10 @@ impl Transport {
             let _ = ws.close(None);
             let _ = ws.flush();
         }
-        if let Some(RawStream::Tls(s)) = self.raw_mut() {
-            s.conn.send_close_notify();
-            while s.conn.wants_write() {
-                if !matches!(s.conn.write_tls(&mut s.sock), Ok(n) if n > 0) {
-                    break;
-                }
-            }
+        match self.raw_mut() {
+            Some(RawStream::Tls(s)) => close_notify(&mut s.conn, &mut s.sock),
+            Some(RawStream::TlsClient(s)) => close_notify(&mut s.conn, &mut s.sock),
+            _ => {}
         }
         *self = Transport::Closed;
     }

@@ -164,3 +164,85 @@ fn missing_config_file_is_an_error() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&file), "{}", stderr(&out));
 }
+
+/// Bridge sections: a mistake stops the daemon with its line, and `--test-config` reads the
+/// bridge's TLS files, so a missing or bad one is found before the first connection attempt.
+#[test]
+fn bridge_errors_and_tls_files_are_found_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = "listener 0 127.0.0.1\nallow_anonymous true\nconnection up\naddress 127.0.0.1:1\n";
+    let cases = [
+        (format!("{bridge}topic a/# sideways\n"), 5, "direction"),
+        (
+            format!("{bridge}topic a\nstart_type lazy\n"),
+            6,
+            "start_type lazy",
+        ),
+        (
+            "listener 0 127.0.0.1\nkeepalive_interval 30\n".to_owned(),
+            2,
+            "connection line",
+        ),
+        (
+            format!("{bridge}topic a\nbridge_cafile /nonexistent/ca.pem\n"),
+            6,
+            "/nonexistent/ca.pem",
+        ),
+        (
+            format!(
+                "{bridge}topic a\nbridge_cafile {}\n",
+                write(dir.path(), "not-a-ca.pem", "hello\n")
+            ),
+            6,
+            "no CA certificate",
+        ),
+    ];
+    for (i, (text, line, mentions)) in cases.into_iter().enumerate() {
+        let file = write(dir.path(), &format!("bridge{i}.conf"), &text);
+        for args in [vec!["-c", &file], vec!["-c", &file, "--test-config"]] {
+            let out = run_midge(&args);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{text:?} was accepted");
+            assert!(
+                err.contains(&format!("{file}:{line}:")),
+                "{text:?}: expected {file}:{line}: in {err}"
+            );
+            assert!(
+                err.contains(mentions),
+                "{text:?}: expected {mentions} in {err}"
+            );
+            assert!(!err.contains("listening on"), "listened despite {text:?}");
+        }
+    }
+
+    // Good TLS files pass.
+    let pki = Pki::new("bridge CA");
+    let client = pki.client("bridge");
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let cert = write(dir.path(), "client.pem", &client.cert);
+    let key = write(dir.path(), "client.key", &client.key);
+    let good = write(
+        dir.path(),
+        "good.conf",
+        &format!(
+            "{bridge}topic a\nbridge_cafile {ca}\nbridge_certfile {cert}\nbridge_keyfile {key}\n"
+        ),
+    );
+    let out = run_midge(&["-c", &good, "--test-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A key that does not match is found too, at the certfile's line.
+    let other = pki.client("other");
+    let wrong_key = write(dir.path(), "other.key", &other.key);
+    let bad = write(
+        dir.path(),
+        "badkey.conf",
+        &format!(
+            "{bridge}topic a\nbridge_cafile {ca}\nbridge_certfile {cert}\n\
+             bridge_keyfile {wrong_key}\n"
+        ),
+    );
+    let out = run_midge(&["-c", &bad, "--test-config"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a mismatched key was accepted");
+    assert!(err.contains(&format!("{bad}:7:")), "{err}");
+}
