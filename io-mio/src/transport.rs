@@ -48,6 +48,7 @@ impl Write for RawStream {
             RawStream::Tcp(s) => s.write_vectored(bufs),
             RawStream::Unix(s) => s.write_vectored(bufs),
             RawStream::Tls(s) => s.write_vectored(bufs),
+            RawStream::TlsClient(s) => s.write_vectored(bufs),
         }
     }
 
@@ -120,7 +121,7 @@ impl RawStream {
     /// A read that returned less than asked emptied the socket, and a write that took less
     /// than offered filled it (see [`SHORT_IO_IS_FINAL`]).
     fn short_io_is_final(&self) -> bool {
-        SHORT_IO_IS_FINAL && !matches!(self, RawStream::Tls(_))
+        SHORT_IO_IS_FINAL && matches!(self, RawStream::Tcp(_) | RawStream::Unix(_))
     }
 
     /// TLS records or handshake messages are waiting to be written.
