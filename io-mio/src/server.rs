@@ -144,6 +144,10 @@ struct Conn {
     closing: Option<Instant>,
     /// Input remains to be read (the read budget ran out).
     more_input: bool,
+    /// An event said the peer shut its side down: read to the end of the stream, since a short
+    /// read no longer shows that nothing is left (the end may wait behind the data, with no
+    /// further event to announce it).
+    peer_shut: bool,
 }
 
 impl Conn {
@@ -166,6 +170,7 @@ impl Conn {
             read_paused: false,
             closing: None,
             more_input: false,
+            peer_shut: false,
         }
     }
 }
@@ -361,6 +366,11 @@ impl Server {
                     }
                     Token(t) => {
                         let key = t - FIRST_LISTENER - self.listeners.len();
+                        if event.is_read_closed()
+                            && let Some(c) = self.conns.get_mut(key)
+                        {
+                            c.peer_shut = true;
+                        }
                         if self
                             .conns
                             .get(key)
@@ -566,11 +576,12 @@ impl Server {
         }
         self.inbox.clear();
         let inbox = &mut self.inbox;
-        let outcome = conn
-            .transport
-            .read(&mut self.scratch, self.limits.read_budget, |bytes| {
-                inbox.extend_from_slice(bytes)
-            });
+        let outcome = conn.transport.read(
+            &mut self.scratch,
+            self.limits.read_budget,
+            conn.peer_shut,
+            |bytes| inbox.extend_from_slice(bytes),
+        );
         conn.more_input = outcome.more;
         if outcome.more {
             self.more_input.push(key);

@@ -259,11 +259,13 @@ impl Transport {
 
     /// Reads everything available, handing MQTT bytes to `sink`, until the stream would block.
     /// `budget` bounds the bytes taken in one turn, so one busy client cannot starve the others;
-    /// the event loop comes back for the rest.
+    /// the event loop comes back for the rest. `to_the_end`: the peer shut its side down, so
+    /// reading goes on until the end of the stream shows (a short read proves nothing then).
     pub fn read(
         &mut self,
         scratch: &mut [u8],
         budget: usize,
+        to_the_end: bool,
         mut sink: impl FnMut(&[u8]),
     ) -> ReadOutcome {
         let mut taken = 0;
@@ -280,7 +282,7 @@ impl Transport {
                     Ok(n) => {
                         taken += n;
                         sink(&scratch[..n]);
-                        if n < scratch.len() && s.short_io_is_final() {
+                        if n < scratch.len() && !to_the_end && s.short_io_is_final() {
                             return ReadOutcome::default();
                         }
                     }

@@ -195,6 +195,33 @@ fn will_on_dropped_socket_v5() {
     will_on_dropped_socket(V5);
 }
 
+/// A client's last bytes and the end of its stream often arrive together, announced by one
+/// readiness event; the daemon must still see the end at once and publish the will
+/// [MQTT-3.1.2-8], not wait for the keep alive (60 s here) to expire. The daemon is stopped
+/// while the client writes and closes, so that both are there when it looks.
+#[test]
+fn will_when_the_last_bytes_and_the_close_arrive_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), PLAIN);
+    let mut watcher = Client::connect(daemon.addr(), V311, "watcher");
+    watcher.sub("wills/#", QoS::AtMostOnce);
+    let mut leaver = Client::connect_with(
+        tcp(daemon.addr()),
+        ConnectOptions::new(V311, "leaver").will("wills/leaver", b"gone", QoS::AtMostOnce, false),
+    );
+    daemon.signal("STOP");
+    // A QoS 0 PUBLISH to "x": nothing answers it, so no write meets the closed socket.
+    leaver.send_raw(&[0x30, 0x03, 0x00, 0x01, b'x']);
+    drop(leaver);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    daemon.signal("CONT");
+    let will = watcher.try_recv_publish(std::time::Duration::from_secs(5));
+    assert!(
+        will.as_ref().is_ok_and(|p| &*p.topic == "wills/leaver"),
+        "no will within 5 s of the close: {will:?}"
+    );
+}
+
 /// Messages far larger than a socket buffer cross the daemon intact, at every QoS, while the
 /// sockets on both sides take them in pieces.
 #[test]
