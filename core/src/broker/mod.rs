@@ -13,6 +13,7 @@ mod authenticate;
 pub mod bridge;
 mod close;
 mod config;
+mod conn_table;
 mod connect;
 mod connection;
 mod dispatch;
@@ -42,6 +43,7 @@ pub use time::Time;
 use crate::auth::{Access, AllowAll, Authenticator, Authorizer, ClientRef};
 use crate::codec::ByteString;
 use bytes::Bytes;
+use conn_table::ConnTable;
 use connection::Connection;
 use core::net::SocketAddr;
 use message::Message;
@@ -150,7 +152,7 @@ pub enum Action {
 pub struct Broker {
     config: Config,
     now: Time,
-    conns: BTreeMap<ConnId, Connection>,
+    conns: ConnTable,
     sessions: Slab<Session>,
     /// Sessions by client id.
     session_index: BTreeMap<ByteString, SessionKey>,
@@ -189,7 +191,7 @@ impl Broker {
         Broker {
             config,
             now: Time::ZERO,
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             sessions: Slab::new(),
             session_index: BTreeMap::new(),
             router: Router::new(),
@@ -314,7 +316,7 @@ impl Broker {
     /// the connection (5.0, 3.1.2.5).
     fn shutdown(&mut self) {
         self.shutting_down = true;
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.conns.ids().collect();
         for id in ids {
             self.close_conn(
                 id,
