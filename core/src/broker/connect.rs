@@ -335,6 +335,10 @@ impl Broker {
             return;
         };
         conn.state = ConnState::Connected(client);
+        self.timers.cancel(
+            conn.opened.plus_millis(self.config.connect_timeout_ms),
+            Timer::ConnectTimeout(id),
+        );
         self.stats.clients_connected += 1;
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
         if keep_alive > 0 {
