@@ -71,7 +71,7 @@ impl Broker {
             tracing::info!(
                 target: CONNECTIONS,
                 "client {} from {} closed: {why}",
-                client.client_id,
+                self.client_id(client.session),
                 peer_text(conn.peer)
             );
         }
@@ -107,7 +107,7 @@ impl Broker {
                 tracing::info!(
                     target: CONNECTIONS,
                     "client {} from {} closed its connection without DISCONNECT",
-                    client.client_id,
+                    self.client_id(client.session),
                     peer_text(conn.peer)
                 );
             }

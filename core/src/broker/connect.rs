@@ -305,7 +305,6 @@ impl Broker {
         self.record_will(key, will.as_ref());
         let client = Client {
             session: key,
-            client_id: client_id.clone(),
             version,
             keep_alive,
             will,

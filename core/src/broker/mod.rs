@@ -243,6 +243,11 @@ impl Broker {
         self.authorizer.authorize(&client, access, topic)
     }
 
+    /// The client id of a session, for log lines.
+    fn client_id(&self, key: SessionKey) -> &str {
+        self.sessions.get(key).map_or("", |s| &s.client_id)
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
@@ -347,7 +352,7 @@ impl Broker {
             return;
         }
         let mut conn = Connection::new(open.listener, open.peer, self.now);
-        conn.tls_identity = open.tls_identity;
+        conn.tls_identity = open.tls_identity.map(|t| Box::from(&*t));
         self.conns.insert(open.conn, conn);
         self.stats.connections_open += 1;
         let deadline = self.now.plus_millis(self.config.connect_timeout_ms);
@@ -411,7 +416,8 @@ impl Broker {
             conn.keep_alive_timer = Some(deadline);
             self.timers.schedule(deadline, Timer::KeepAlive(id));
         } else {
-            tracing::debug!(conn = id.0, client_id = %client.client_id, "keep alive timed out");
+            let client_id = self.sessions.get(client.session).map(|s| &*s.client_id);
+            tracing::debug!(conn = id.0, client_id, "keep alive timed out");
             self.close_conn(
                 id,
                 Some(crate::codec::DisconnectReason::KeepAliveTimeout),
