@@ -107,20 +107,43 @@ struct Listener {
 struct Conn {
     transport: Transport,
     listener: usize,
-    peer: Option<SocketAddr>,
-    accepted: Instant,
-    /// The broker knows this connection (handshakes done).
-    opened: bool,
-    /// Output the socket has not taken yet.
+    phase: Phase,
+    /// Output the socket has not taken yet; no allocation once it is all written.
     out: Vec<Bytes>,
     /// The broker was told the connection is blocked.
     blocked: bool,
     /// The broker asked not to read this connection.
     read_paused: bool,
-    /// The broker closed the connection: flush `out`, then drop it by this deadline.
-    closing: Option<Instant>,
     /// Input remains to be read (the read budget ran out).
     more_input: bool,
+}
+
+/// Where a connection is in its life. Each phase keeps only what it needs, so that the many
+/// open, idle connections stay small.
+enum Phase {
+    /// TLS or WebSocket handshakes under way: the broker does not know the connection yet.
+    Handshake(Box<Handshake>),
+    /// The broker knows the connection.
+    Open,
+    /// The broker closed the connection: flush `out`, then drop it by this deadline.
+    Closing(Instant),
+}
+
+struct Handshake {
+    accepted: Instant,
+    /// Handed to the broker when the connection opens in it.
+    peer: Option<SocketAddr>,
+}
+
+impl Conn {
+    /// The broker knows this connection (handshakes done).
+    fn opened(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    fn closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing(_))
+    }
 }
 
 /// Re-reads credentials and rules on SIGHUP: the authorizer, and the authenticator of MQTT 5
@@ -462,13 +485,13 @@ impl Server {
         let mut conn = Conn {
             transport,
             listener: index,
-            peer,
-            accepted: Instant::now(),
-            opened: false,
+            phase: Phase::Handshake(Box::new(Handshake {
+                accepted: Instant::now(),
+                peer,
+            })),
             out: Vec::new(),
             blocked: false,
             read_paused: false,
-            closing: None,
             more_input: false,
         };
         let registered = match conn.transport.raw_mut() {
@@ -493,7 +516,7 @@ impl Server {
             return;
         };
         conn.more_input = false;
-        if conn.read_paused || conn.closing.is_some() {
+        if conn.read_paused || conn.closing() {
             return;
         }
         self.inbox.clear();
@@ -509,13 +532,13 @@ impl Server {
         }
         // A handshake may have answers to send even when no MQTT bytes arrived.
         self.dirty.push(key);
-        if !conn.opened && conn.transport.ready() {
+        if !conn.opened() && conn.transport.ready() {
             self.open_in_broker(key);
         }
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        if conn.opened && !self.inbox.is_empty() {
+        if conn.opened() && !self.inbox.is_empty() {
             let now = self.now();
             let bytes = std::mem::take(&mut self.inbox);
             self.broker.handle(
@@ -541,7 +564,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.opened = true;
+        let Phase::Handshake(handshake) = std::mem::replace(&mut conn.phase, Phase::Open) else {
+            return;
+        };
         let identity = conn
             .transport
             .raw()
@@ -550,7 +575,7 @@ impl Server {
         let open = Open {
             conn: ConnId(key as u64),
             listener: self.listeners[conn.listener].spec.id,
-            peer: conn.peer,
+            peer: handshake.peer,
             tls_identity: identity,
         };
         let now = self.now();
@@ -572,7 +597,7 @@ impl Server {
                 Action::Close { conn } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.closing = Some(Instant::now() + self.limits.close_linger);
+                        c.phase = Phase::Closing(Instant::now() + self.limits.close_linger);
                         self.watched.push(key);
                         self.dirty.push(key);
                     }
@@ -634,14 +659,18 @@ impl Server {
         };
         match result {
             Ok(waiting) => {
-                if conn.closing.is_some() {
+                if conn.out.is_empty() {
+                    // Idle connections keep no output allocation.
+                    conn.out = Vec::new();
+                }
+                if conn.closing() {
                     if !waiting && conn.out.is_empty() {
                         self.drop_connection(key, false);
                     }
                     return;
                 }
                 let waiting = waiting || !conn.out.is_empty();
-                if conn.opened && waiting != conn.blocked {
+                if conn.opened() && waiting != conn.blocked {
                     conn.blocked = waiting;
                     let id = ConnId(key as u64);
                     let input = if waiting {
@@ -651,13 +680,13 @@ impl Server {
                     };
                     self.broker.handle(now, input);
                 }
-                if !conn.opened && conn.transport.ready() {
+                if !conn.opened() && conn.transport.ready() {
                     self.open_in_broker(key);
                 }
             }
             Err(e) => {
                 tracing::debug!(conn = key, error = %e, "write failed");
-                let told_broker = conn.closing.is_none();
+                let told_broker = !conn.closing();
                 self.drop_connection(key, told_broker);
             }
         }
@@ -674,7 +703,7 @@ impl Server {
         }
         conn.transport.close();
         self.listeners[conn.listener].open -= 1;
-        if tell_broker && conn.opened && conn.closing.is_none() {
+        if tell_broker && conn.opened() && !conn.closing() {
             let now = self.now();
             self.broker.handle(
                 now,
@@ -699,13 +728,16 @@ impl Server {
             let Some(c) = self.conns.get(key) else {
                 return false;
             };
-            if c.closing.is_some_and(|t| t <= now)
-                || (!c.opened && now - c.accepted > self.limits.handshake_timeout)
-            {
+            let expired_at = match &c.phase {
+                Phase::Open => return false,
+                Phase::Closing(until) => *until <= now,
+                Phase::Handshake(h) => now - h.accepted > self.limits.handshake_timeout,
+            };
+            if expired_at {
                 expired.push(key);
                 return false;
             }
-            c.closing.is_some() || !c.opened
+            true
         });
         self.watched = watched;
         for key in expired {
@@ -753,7 +785,7 @@ impl Server {
         let unopened: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.opened)
+            .filter(|(_, c)| !c.opened())
             .map(|(k, _)| k)
             .collect();
         for key in unopened {
