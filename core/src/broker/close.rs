@@ -140,7 +140,7 @@ impl Broker {
                 // dropped if the client reconnects first [MQTT-3.1.2-26].
                 // The WillSet record written at CONNECT stands for it.
                 let due = self.now.plus_secs(u64::from(w.delay_secs));
-                self.sessions[key].pending_will = Some((due, w));
+                self.sessions[key].pending_will = Some(Box::new((due, w)));
                 self.timers.schedule(due, Timer::WillDelay(key));
             }
             (WillAction::Discard, Some(_)) => self.record_will(key, None),
@@ -191,7 +191,8 @@ impl Broker {
         if dropped > 0 {
             tracing::debug!(client_id = %session.client_id, messages = dropped, "session ended with undelivered messages");
         }
-        if let Some((_, will)) = session.pending_will {
+        if let Some(pending) = session.pending_will {
+            let (_, will) = *pending;
             self.publish_will(will);
         }
     }

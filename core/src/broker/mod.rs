@@ -388,9 +388,10 @@ impl Broker {
                 Timer::Sys => self.sys_due(at),
                 Timer::WillDelay(key) => {
                     let due = self.sessions.get(key).is_some_and(|s| {
-                        s.conn.is_none() && s.pending_will.as_ref().is_some_and(|(t, _)| *t == at)
+                        s.conn.is_none() && s.pending_will.as_deref().is_some_and(|(t, _)| *t == at)
                     });
-                    if due && let Some((_, will)) = self.sessions[key].pending_will.take() {
+                    if due && let Some(pending) = self.sessions[key].pending_will.take() {
+                        let (_, will) = *pending;
                         self.record_will(key, None);
                         self.publish_will(will);
                     }

@@ -109,7 +109,7 @@ impl Broker {
                 };
                 let session = &mut b.sessions[key];
                 session.will_recorded = true;
-                session.pending_will = Some((due, will));
+                session.pending_will = Some(Box::new((due, will)));
                 b.timers.schedule(due, Timer::WillDelay(key));
             }
             if let Expiry::After(secs) = expiry {

@@ -53,8 +53,9 @@ pub(crate) struct Session {
     /// message was delivered on receipt, so only the id is kept (4.3.3, Method B's alternative
     /// of storing the packet identifier).
     pub inbound_qos2: BTreeSet<PacketId>,
-    /// A will whose Will Delay Interval is running, with the time it is due.
-    pub pending_will: Option<(Time, Will)>,
+    /// A will whose Will Delay Interval is running, with the time it is due. Boxed: rare,
+    /// and twice the size of the pointer in every session.
+    pub pending_will: Option<Box<(Time, Will)>>,
     /// Messages dropped since the last report, for rate-limited logging.
     pub dropped_unreported: u64,
     /// The session's state is in the log (persistence on, session outlives its connection).
