@@ -182,7 +182,7 @@ impl Broker {
             return;
         };
         self.stats.sessions -= 1;
-        self.session_index.remove(&session.client_id);
+        self.session_index.remove(&*session.client_id);
         self.record_session_end(&session.client_id, session.persisted);
         for filter in &session.subscriptions {
             self.remove_subscription(filter, key);

@@ -54,7 +54,9 @@ impl Broker {
             assigned = Some(new_id.clone());
             new_id
         } else {
-            c.client_id.clone()
+            // A copy of its own: a slice would keep the whole buffer the CONNECT arrived in
+            // (with whatever came after it in the same read) for as long as the session lasts.
+            ByteString::from(&*c.client_id)
         };
 
         // Keep alive within the configured maximum.
@@ -235,7 +237,7 @@ impl Broker {
 
         // An existing connection for this client id is closed [MQTT-3.1.4-2] (3.1.1)
         // [MQTT-3.1.4-3] (5.0).
-        let mut existing = self.session_index.get(&client_id).copied();
+        let mut existing = self.session_index.get(&*client_id).copied();
         if let Some(old) = existing.and_then(|key| self.sessions[key].conn) {
             tracing::info!(client_id = %client_id, "session taken over by a new connection");
             self.close_taken_over(old);
@@ -262,10 +264,12 @@ impl Broker {
                     tracing::warn!(client_id = %client_id, "max_sessions reached, refusing");
                     return self.refuse(id, version, max_packet_size, ConnectReason::ServerBusy);
                 }
-                let key = self
-                    .sessions
-                    .insert(Session::new(client_id.clone(), version, expiry));
-                self.session_index.insert(client_id.clone(), key);
+                // The id moves into the session: a clone would make the bytes shared, with a
+                // reference count allocated beside them for as long as the session lasts.
+                let entry = self.sessions.vacant_entry();
+                let key = entry.key();
+                self.session_index.insert(Box::from(&*client_id), key);
+                entry.insert(Session::new(client_id, version, expiry));
                 self.stats.sessions += 1;
                 (key, false)
             }
@@ -347,7 +351,8 @@ impl Broker {
         }
         tracing::info!(
             target: CONNECTIONS,
-            "client {client_id} connected from {} (mqtt {}, clean {}, keep alive {keep_alive}{})",
+            "client {} connected from {} (mqtt {}, clean {}, keep alive {keep_alive}{})",
+            self.sessions[key].client_id,
             peer_text(conn.peer),
             version_text(version),
             u8::from(c.clean_start),
@@ -367,7 +372,7 @@ impl Broker {
             .unwrap_or(false)
             .then_some(self.config.response_topic_prefix.as_ref())
             .flatten()
-            .map(|prefix| ByteString::from(format!("{prefix}{client_id}")));
+            .map(|prefix| ByteString::from(format!("{prefix}{}", self.sessions[key].client_id)));
         if let Some(a) = authenticated {
             // The method of CONNECT, with the authenticator's final data [MQTT-4.12.0-5] (5.0).
             properties.authentication_method = Some(a.method);
@@ -454,7 +459,7 @@ impl Broker {
         loop {
             let id = format!("{}{:016x}", self.config.auto_id_prefix, self.rng.next_u64());
             let id = ByteString::from(id);
-            if !self.session_index.contains_key(&id) {
+            if !self.session_index.contains_key(&*id) {
                 return id;
             }
         }

@@ -154,8 +154,10 @@ pub struct Broker {
     now: Time,
     conns: ConnTable,
     sessions: Slab<Session>,
-    /// Sessions by client id.
-    session_index: BTreeMap<ByteString, SessionKey>,
+    /// Sessions by client id. The key is a copy of the id rather than a `ByteString` sharing
+    /// the session's: 16 bytes instead of 32 in an entry, which B-tree nodes that are often only
+    /// half full count almost twice.
+    session_index: BTreeMap<Box<str>, SessionKey>,
     router: Router<SessionKey, SubEntry>,
     /// Shared subscriptions, by group.
     shared: SharedSubscriptions,

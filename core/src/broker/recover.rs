@@ -54,7 +54,7 @@ impl Broker {
                 session.subscriptions.insert(filter.clone());
             }
             let key = b.sessions.insert(session);
-            b.session_index.insert(client_id.clone(), key);
+            b.session_index.insert(Box::from(&**client_id), key);
             b.stats.sessions += 1;
             for (filter, o) in &s.subscriptions {
                 let entry = SubEntry {
