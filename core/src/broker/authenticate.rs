@@ -243,7 +243,7 @@ impl Broker {
             authentication_method: Some(&method),
         };
         let same_user = match self.authorizer.connect(&request) {
-            ConnectDecision::Accept { username } => username == current,
+            ConnectDecision::Accept { username } => username.as_deref() == current.as_deref(),
             ConnectDecision::Refuse(reason) => {
                 tracing::info!(
                     conn = id.0,

@@ -276,7 +276,7 @@ impl Broker {
         };
         let session = &mut self.sessions[key];
         session.conn = Some(id);
-        session.username = username;
+        session.username = username.as_deref().map(Box::from);
         session.listener = listener;
         session.version = version;
         session.expiry = expiry;

@@ -36,7 +36,8 @@ impl Expiry {
 pub(crate) struct Session {
     pub client_id: ByteString,
     /// The user the latest connection authenticated as, for topic decisions.
-    pub username: Option<ByteString>,
+    /// A `Box<str>` rather than a `ByteString`: half the size in every session.
+    pub username: Option<Box<str>>,
     /// The listener of the latest connection, for topic decisions.
     pub listener: ListenerId,
     /// The connection it is attached to, if any.
