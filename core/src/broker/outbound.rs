@@ -162,6 +162,20 @@ impl Outbound {
         }
     }
 
+    /// Counts a message the full queue refused, and returns how many it had refused before
+    /// since the last report: the first one is logged, the rest are counted.
+    pub(crate) fn count_dropped(&mut self) -> u64 {
+        let o = self.made();
+        o.dropped_unreported += 1;
+        o.dropped_unreported - 1
+    }
+
+    /// How many messages the queue refused since it last accepted one, now reported.
+    pub(crate) fn take_dropped(&mut self) -> u64 {
+        self.existing()
+            .map_or(0, |o| std::mem::take(&mut o.dropped_unreported))
+    }
+
     pub(crate) fn remove_expired(&mut self, now: super::Time) -> Vec<Delivery> {
         self.existing()
             .map(|o| o.remove_expired(now))
@@ -187,6 +201,8 @@ pub(crate) struct OutboundState {
     waiting_publishes: usize,
     last_packet_id: u16,
     next_seq: u64,
+    /// Messages the full queue refused since the last report, for rate-limited logging.
+    dropped_unreported: u64,
 }
 
 impl OutboundState {
@@ -201,6 +217,7 @@ impl OutboundState {
             waiting_publishes: 0,
             last_packet_id: 0,
             next_seq: 0,
+            dropped_unreported: 0,
         }
     }
 

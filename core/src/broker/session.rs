@@ -57,8 +57,6 @@ pub(crate) struct Session {
     /// A will whose Will Delay Interval is running, with the time it is due. Boxed: rare,
     /// and twice the size of the pointer in every session.
     pub pending_will: Option<Box<(Time, Will)>>,
-    /// Messages dropped since the last report, for rate-limited logging.
-    pub dropped_unreported: u64,
     /// The session's state is in the log (persistence on, session outlives its connection).
     pub persisted: bool,
     /// A WillSet record stands for it.
@@ -79,7 +77,6 @@ impl Session {
             outbound: Outbound::default(),
             inbound_qos2: BTreeSet::new(),
             pending_will: None,
-            dropped_unreported: 0,
             persisted: false,
             will_recorded: false,
         }
