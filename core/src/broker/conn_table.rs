@@ -24,14 +24,17 @@ impl ConnTable {
         self.index.len()
     }
 
+    #[inline]
     pub(crate) fn contains_key(&self, id: &ConnId) -> bool {
         self.index.contains_key(id)
     }
 
+    #[inline]
     pub(crate) fn get(&self, id: &ConnId) -> Option<&Connection> {
         self.index.get(id).and_then(|&slot| self.slots.get(slot))
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Connection> {
         self.index
             .get(id)
