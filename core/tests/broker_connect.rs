@@ -1107,6 +1107,24 @@ fn connect_timeout_closes_silent_connection() {
     assert_others_work(&mut w);
 }
 
+/// Once CONNECT is accepted the connect timeout is over, and its timer goes with it: a client
+/// without keep alive leaves the broker nothing to wake up for, rather than a dead entry per
+/// idle connection until the timeout would have passed.
+#[test]
+fn connect_timeout_is_cancelled_once_connected() {
+    let mut w = World::new(Config {
+        connect_timeout_ms: 2_000,
+        ..Config::default()
+    });
+    let conn = w.open(V3_1_1);
+    assert!(w.broker.poll_timeout().is_some());
+    w.send(conn, &Packet::Connect(connect(V3_1_1, "quiet")));
+    assert!(matches!(w.recv_one(conn), Packet::ConnAck(a) if a.reason == ConnectReason::Success));
+    assert_eq!(w.broker.poll_timeout(), None);
+    w.advance_secs(60);
+    expect_open_quiet(&mut w, conn);
+}
+
 /// A CONNECT that is still incomplete when `connect_timeout_ms` runs out is closed too: bytes
 /// that are not a whole CONNECT do not extend the deadline. A client whose CONNECT completes in
 /// time is not affected.

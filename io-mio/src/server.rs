@@ -119,8 +119,8 @@ struct Listener {
 /// Where a connection comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    /// Accepted by the listener at this index.
-    Listener(usize),
+    /// Accepted by the listener at this index (u32 keeps `Conn` small: see its size test).
+    Listener(u32),
     /// Dialed for a bridge.
     Bridge(BridgeId),
 }
@@ -128,26 +128,39 @@ enum Origin {
 struct Conn {
     transport: Transport,
     origin: Origin,
-    /// A bridge's connection that is not up yet.
-    dial: Option<Box<Dialing>>,
-    peer: Option<SocketAddr>,
-    accepted: Instant,
-    /// The broker knows this connection (handshakes done).
-    opened: bool,
-    /// Output the socket has not taken yet.
+    phase: Phase,
+    /// Output the socket has not taken yet; no allocation once it is all written.
     out: Vec<Bytes>,
     /// The broker was told the connection is blocked.
     blocked: bool,
     /// The broker asked not to read this connection.
     read_paused: bool,
-    /// The broker closed the connection: flush `out`, then drop it by this deadline.
-    closing: Option<Instant>,
     /// Input remains to be read (the read budget ran out).
     more_input: bool,
     /// An event said the peer shut its side down: read to the end of the stream, since a short
     /// read no longer shows that nothing is left (the end may wait behind the data, with no
     /// further event to announce it).
     peer_shut: bool,
+}
+
+/// Where a connection is in its life. Each phase keeps only what it needs, so that the many
+/// open, idle connections stay small.
+enum Phase {
+    /// A bridge's TCP connect, TLS or WebSocket handshakes under way: the broker does not know
+    /// the connection yet.
+    Handshake(Box<Handshake>),
+    /// The broker knows the connection.
+    Open,
+    /// The broker closed the connection: flush `out`, then drop it by this deadline.
+    Closing(Instant),
+}
+
+struct Handshake {
+    accepted: Instant,
+    /// Handed to the broker when the connection opens in it.
+    peer: Option<SocketAddr>,
+    /// A bridge's connection that is not up yet.
+    dial: Option<Dialing>,
 }
 
 impl Conn {
@@ -161,16 +174,47 @@ impl Conn {
         Conn {
             transport,
             origin,
-            dial: None,
-            peer,
-            accepted,
-            opened: false,
+            phase: Phase::Handshake(Box::new(Handshake {
+                accepted,
+                peer,
+                dial: None,
+            })),
             out: Vec::new(),
             blocked: false,
             read_paused: false,
-            closing: None,
             more_input: false,
             peer_shut: false,
+        }
+    }
+
+    /// The broker knows this connection (handshakes done).
+    fn opened(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    fn closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing(_))
+    }
+
+    /// The dial of a bridge's connection that is not up yet.
+    fn dial(&self) -> Option<&Dialing> {
+        match &self.phase {
+            Phase::Handshake(h) => h.dial.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn dial_mut(&mut self) -> Option<&mut Dialing> {
+        match &mut self.phase {
+            Phase::Handshake(h) => h.dial.as_mut(),
+            _ => None,
+        }
+    }
+
+    fn take_dial(&mut self) -> Option<Dialing> {
+        match &mut self.phase {
+            Phase::Handshake(h) => h.dial.take(),
+            _ => None,
         }
     }
 }
@@ -374,7 +418,7 @@ impl Server {
                         if self
                             .conns
                             .get(key)
-                            .is_some_and(|c| c.dial.as_ref().is_some_and(|d| d.connecting))
+                            .is_some_and(|c| c.dial().is_some_and(|d| d.connecting))
                         {
                             self.connect_event(key);
                             continue;
@@ -548,7 +592,12 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(FIRST_LISTENER + self.listeners.len() + key);
-        let mut conn = Conn::new(transport, Origin::Listener(index), peer, Instant::now());
+        let mut conn = Conn::new(
+            transport,
+            Origin::Listener(index as u32),
+            peer,
+            Instant::now(),
+        );
         let registered = match conn.transport.raw_mut() {
             Some(raw) => register(&self.poll, raw, token),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -571,7 +620,7 @@ impl Server {
             return;
         };
         conn.more_input = false;
-        if conn.read_paused || conn.closing.is_some() {
+        if conn.read_paused || conn.closing() {
             return;
         }
         self.inbox.clear();
@@ -588,13 +637,13 @@ impl Server {
         }
         // A handshake may have answers to send even when no MQTT bytes arrived.
         self.dirty.push(key);
-        if !conn.opened && conn.transport.ready() {
+        if !conn.opened() && conn.transport.ready() {
             self.open_in_broker(key);
         }
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        if conn.opened && !self.inbox.is_empty() {
+        if conn.opened() && !self.inbox.is_empty() {
             let now = self.now();
             let bytes = std::mem::take(&mut self.inbox);
             self.broker.handle(
@@ -612,7 +661,7 @@ impl Server {
                 Some(e) => tracing::debug!(conn = key, error = %e, "connection failed"),
                 None => tracing::debug!(conn = key, "connection closed by peer"),
             }
-            if let Some(dial) = self.conns.get_mut(key).and_then(|c| c.dial.as_mut()) {
+            if let Some(dial) = self.conns.get_mut(key).and_then(Conn::dial_mut) {
                 dial.error = Some(outcome.error.unwrap_or_else(|| {
                     "the remote closed the connection during the TLS handshake".to_owned()
                 }));
@@ -625,11 +674,13 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.opened = true;
+        let Phase::Handshake(handshake) = std::mem::replace(&mut conn.phase, Phase::Open) else {
+            return;
+        };
         let listener = match conn.origin {
-            Origin::Listener(index) => index,
+            Origin::Listener(index) => index as usize,
             Origin::Bridge(bridge) => {
-                let target = conn.dial.take().map(|d| d.target).unwrap_or_default();
+                let target = handshake.dial.map(|d| d.target).unwrap_or_default();
                 let name = self.bridge_name(bridge);
                 tracing::info!(bridge = %name, address = %target, "bridge connected");
                 let now = self.now();
@@ -652,7 +703,7 @@ impl Server {
         let open = Open {
             conn: ConnId(key as u64),
             listener: self.listeners[listener].spec.id,
-            peer: conn.peer,
+            peer: handshake.peer,
             tls_identity: identity,
         };
         let now = self.now();
@@ -674,7 +725,7 @@ impl Server {
                 Action::Close { conn } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.closing = Some(Instant::now() + self.limits.close_linger);
+                        c.phase = Phase::Closing(Instant::now() + self.limits.close_linger);
                         self.watched.push(key);
                         self.dirty.push(key);
                     }
@@ -732,14 +783,18 @@ impl Server {
         };
         match result {
             Ok(waiting) => {
-                if conn.closing.is_some() {
+                if conn.out.is_empty() {
+                    // Idle connections keep no output allocation.
+                    conn.out = Vec::new();
+                }
+                if conn.closing() {
                     if !waiting && conn.out.is_empty() {
                         self.drop_connection(key, false);
                     }
                     return;
                 }
                 let waiting = waiting || !conn.out.is_empty();
-                if conn.opened && waiting != conn.blocked {
+                if conn.opened() && waiting != conn.blocked {
                     conn.blocked = waiting;
                     let id = ConnId(key as u64);
                     let input = if waiting {
@@ -749,13 +804,13 @@ impl Server {
                     };
                     self.broker.handle(now, input);
                 }
-                if !conn.opened && conn.transport.ready() {
+                if !conn.opened() && conn.transport.ready() {
                     self.open_in_broker(key);
                 }
             }
             Err(e) => {
                 tracing::debug!(conn = key, error = %e, "write failed");
-                let told_broker = conn.closing.is_none();
+                let told_broker = !conn.closing();
                 self.drop_connection(key, told_broker);
             }
         }
@@ -772,10 +827,10 @@ impl Server {
         }
         conn.transport.close();
         match conn.origin {
-            Origin::Listener(index) => self.listeners[index].open -= 1,
-            Origin::Bridge(bridge) if !conn.opened => {
+            Origin::Listener(index) => self.listeners[index as usize].open -= 1,
+            Origin::Bridge(bridge) if !conn.opened() => {
                 // The broker only knows it asked for a dial: this is its answer.
-                let (target, why) = conn.dial.map_or_else(Default::default, |d| {
+                let (target, why) = conn.take_dial().map_or_else(Default::default, |d| {
                     let why = d.error.unwrap_or_else(|| {
                         "the connection or its TLS handshake did not finish in time".to_owned()
                     });
@@ -789,7 +844,7 @@ impl Server {
                 tracing::info!(bridge = %name, conn = key, "bridge connection closed");
             }
         }
-        if tell_broker && conn.opened && conn.closing.is_none() {
+        if tell_broker && conn.opened() && !conn.closing() {
             let now = self.now();
             self.broker.handle(
                 now,
@@ -814,13 +869,16 @@ impl Server {
             let Some(c) = self.conns.get(key) else {
                 return false;
             };
-            if c.closing.is_some_and(|t| t <= now)
-                || (!c.opened && now - c.accepted > self.limits.handshake_timeout)
-            {
+            let expired_at = match &c.phase {
+                Phase::Open => return false,
+                Phase::Closing(until) => *until <= now,
+                Phase::Handshake(h) => now - h.accepted > self.limits.handshake_timeout,
+            };
+            if expired_at {
                 expired.push(key);
                 return false;
             }
-            c.closing.is_some() || !c.opened
+            true
         });
         self.watched = watched;
         let timeout = self.limits.handshake_timeout;
@@ -881,7 +939,7 @@ impl Server {
         let unopened: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.opened)
+            .filter(|(_, c)| !c.opened())
             .map(|(k, _)| k)
             .collect();
         for key in unopened {
@@ -934,7 +992,7 @@ impl Server {
         let stale: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.origin == Origin::Bridge(bridge) && !c.opened)
+            .filter(|(_, c)| c.origin == Origin::Bridge(bridge) && !c.opened())
             .map(|(k, _)| k)
             .collect();
         for key in stale {
@@ -1040,15 +1098,17 @@ impl Server {
                 Some(addr),
                 started,
             );
-            conn.dial = Some(Box::new(Dialing {
-                target,
-                host,
-                connecting: true,
-                addr,
-                fallback: addrs,
-                started,
-                error: None,
-            }));
+            if let Phase::Handshake(h) = &mut conn.phase {
+                h.dial = Some(Dialing {
+                    target,
+                    host,
+                    connecting: true,
+                    addr,
+                    fallback: addrs,
+                    started,
+                    error: None,
+                });
+            }
             entry.insert(conn);
             // The sweep fails the dial if it outlasts the handshake timeout.
             self.watched.push(key);
@@ -1074,7 +1134,7 @@ impl Server {
                 let Origin::Bridge(bridge) = conn.origin else {
                     return;
                 };
-                let dial = conn.dial.take();
+                let dial = conn.take_dial();
                 self.forget(key);
                 if let Some(d) = dial {
                     let why = format!("{}: {e}", d.addr);
@@ -1098,10 +1158,11 @@ impl Server {
         let Origin::Bridge(bridge) = conn.origin else {
             return;
         };
-        let Some(dial) = conn.dial.as_mut() else {
+        let Some(dial) = conn.dial_mut() else {
             return;
         };
         dial.connecting = false;
+        let host = dial.host.clone();
         let tls = self
             .bridges
             .get(bridge.0 as usize)
@@ -1114,7 +1175,7 @@ impl Server {
             self.open_in_broker(key);
             return;
         };
-        let server_name = rustls::pki_types::ServerName::try_from(dial.host.clone());
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone());
         let transport = std::mem::replace(&mut conn.transport, Transport::Closed);
         let started = match (server_name, transport) {
             (Ok(name), Transport::Raw(RawStream::Tcp(sock))) => {
@@ -1122,7 +1183,7 @@ impl Server {
                     .map(|tls| RawStream::TlsClient(Box::new(rustls::StreamOwned::new(tls, sock))))
                     .map_err(|e| e.to_string())
             }
-            (Err(e), _) => Err(format!("{} is not a TLS server name: {e}", dial.host)),
+            (Err(e), _) => Err(format!("{host} is not a TLS server name: {e}")),
             (Ok(_), _) => Err("the socket is gone".to_owned()),
         };
         match started {
@@ -1132,7 +1193,9 @@ impl Server {
                 self.dirty.push(key);
             }
             Err(e) => {
-                dial.error = Some(format!("cannot start TLS: {e}"));
+                if let Some(dial) = conn.dial_mut() {
+                    dial.error = Some(format!("cannot start TLS: {e}"));
+                }
                 self.drop_connection(key, false);
                 self.apply_actions();
             }
@@ -1202,5 +1265,20 @@ impl std::fmt::Debug for Server {
             .field("connections", &self.conns.len())
             .field("shutting_down", &self.shutting_down)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Conn;
+
+    /// The event loop's share of an idle connection's memory (issue #11: 0.7 KiB in all, see
+    /// BENCHMARKS.md): the handshake's details, a bridge's dial and a closing deadline live in
+    /// `Phase`, boxed or gone while the connection is open, and the output Vec is freed once
+    /// written.
+    #[test]
+    fn conn_stays_within_budget() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 80, "Conn is {size} bytes");
     }
 }

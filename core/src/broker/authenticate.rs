@@ -131,7 +131,7 @@ impl Broker {
         };
         let method = auth.method.clone();
         let username = self.sessions[client.session].username.clone();
-        let client_id = client.client_id.clone();
+        let client_id = self.sessions[client.session].client_id.clone();
         let (listener, tls_identity, peer) = (conn.listener, conn.tls_identity.clone(), conn.peer);
         let supported = self
             .authenticator
@@ -235,7 +235,7 @@ impl Broker {
         let request = ConnectRequest {
             listener: conn.listener,
             version: client.version,
-            client_id: &client.client_id,
+            client_id: &self.sessions[client.session].client_id,
             username: Some(&username),
             password: None,
             tls_identity: conn.tls_identity.as_deref(),
@@ -243,7 +243,7 @@ impl Broker {
             authentication_method: Some(&method),
         };
         let same_user = match self.authorizer.connect(&request) {
-            ConnectDecision::Accept { username } => username == current,
+            ConnectDecision::Accept { username } => username.as_deref() == current.as_deref(),
             ConnectDecision::Refuse(reason) => {
                 tracing::info!(
                     conn = id.0,

@@ -71,7 +71,7 @@ impl Broker {
             tracing::info!(
                 target: CONNECTIONS,
                 "client {} from {} closed: {why}",
-                client.client_id,
+                self.client_id(client.session),
                 peer_text(conn.peer)
             );
         }
@@ -107,7 +107,7 @@ impl Broker {
                 tracing::info!(
                     target: CONNECTIONS,
                     "client {} from {} closed its connection without DISCONNECT",
-                    client.client_id,
+                    self.client_id(client.session),
                     peer_text(conn.peer)
                 );
             }
@@ -155,7 +155,7 @@ impl Broker {
                 // dropped if the client reconnects first [MQTT-3.1.2-26].
                 // The WillSet record written at CONNECT stands for it.
                 let due = self.now.plus_secs(u64::from(w.delay_secs));
-                self.sessions[key].pending_will = Some((due, w));
+                self.sessions[key].pending_will = Some(Box::new((due, w)));
                 self.timers.schedule(due, Timer::WillDelay(key));
             }
             (WillAction::Discard, Some(_)) => self.record_will(key, None),
@@ -197,7 +197,7 @@ impl Broker {
             return;
         };
         self.stats.sessions -= 1;
-        self.session_index.remove(&session.client_id);
+        self.session_index.remove(&*session.client_id);
         self.record_session_end(&session.client_id, session.persisted);
         for filter in &session.subscriptions {
             self.remove_subscription(filter, key);
@@ -206,7 +206,8 @@ impl Broker {
         if dropped > 0 {
             tracing::debug!(client_id = %session.client_id, messages = dropped, "session ended with undelivered messages");
         }
-        if let Some((_, will)) = session.pending_will {
+        if let Some(pending) = session.pending_will {
+            let (_, will) = *pending;
             self.publish_will(will);
         }
     }

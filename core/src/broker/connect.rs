@@ -54,7 +54,9 @@ impl Broker {
             assigned = Some(new_id.clone());
             new_id
         } else {
-            c.client_id.clone()
+            // A copy of its own: a slice would keep the whole buffer the CONNECT arrived in
+            // (with whatever came after it in the same read) for as long as the session lasts.
+            ByteString::from(&*c.client_id)
         };
 
         // A bridge's local session belongs to the bridge: a client taking it over would take
@@ -247,7 +249,7 @@ impl Broker {
 
         // An existing connection for this client id is closed [MQTT-3.1.4-2] (3.1.1)
         // [MQTT-3.1.4-3] (5.0).
-        let mut existing = self.session_index.get(&client_id).copied();
+        let mut existing = self.session_index.get(&*client_id).copied();
         if let Some(old) = existing.and_then(|key| self.sessions[key].conn) {
             tracing::info!(client_id = %client_id, "session taken over by a new connection");
             self.close_taken_over(old);
@@ -274,17 +276,19 @@ impl Broker {
                     tracing::warn!(client_id = %client_id, "max_sessions reached, refusing");
                     return self.refuse(id, version, max_packet_size, ConnectReason::ServerBusy);
                 }
-                let key = self
-                    .sessions
-                    .insert(Session::new(client_id.clone(), version, expiry));
-                self.session_index.insert(client_id.clone(), key);
+                // The id moves into the session: a clone would make the bytes shared, with a
+                // reference count allocated beside them for as long as the session lasts.
+                let entry = self.sessions.vacant_entry();
+                let key = entry.key();
+                self.session_index.insert(Box::from(&*client_id), key);
+                entry.insert(Session::new(client_id, version, expiry));
                 self.stats.sessions += 1;
                 (key, false)
             }
         };
         let session = &mut self.sessions[key];
         session.conn = Some(id);
-        session.username = username;
+        session.username = username.as_deref().map(Box::from);
         session.listener = listener;
         session.version = version;
         session.expiry = expiry;
@@ -317,7 +321,6 @@ impl Broker {
         self.record_will(key, will.as_ref());
         let client = Client {
             session: key,
-            client_id: client_id.clone(),
             version,
             keep_alive,
             will,
@@ -348,6 +351,10 @@ impl Broker {
             return;
         };
         conn.state = ConnState::Connected(client);
+        self.timers.cancel(
+            conn.opened.plus_millis(self.config.connect_timeout_ms),
+            Timer::ConnectTimeout(id),
+        );
         self.stats.clients_connected += 1;
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
         if keep_alive > 0 {
@@ -357,7 +364,8 @@ impl Broker {
         }
         tracing::info!(
             target: CONNECTIONS,
-            "client {client_id} connected from {} (mqtt {}, clean {}, keep alive {keep_alive}{})",
+            "client {} connected from {} (mqtt {}, clean {}, keep alive {keep_alive}{})",
+            self.sessions[key].client_id,
             peer_text(conn.peer),
             version_text(version),
             u8::from(c.clean_start),
@@ -377,7 +385,7 @@ impl Broker {
             .unwrap_or(false)
             .then_some(self.config.response_topic_prefix.as_ref())
             .flatten()
-            .map(|prefix| ByteString::from(format!("{prefix}{client_id}")));
+            .map(|prefix| ByteString::from(format!("{prefix}{}", self.sessions[key].client_id)));
         if let Some(a) = authenticated {
             // The method of CONNECT, with the authenticator's final data [MQTT-4.12.0-5] (5.0).
             properties.authentication_method = Some(a.method);
@@ -464,7 +472,7 @@ impl Broker {
         loop {
             let id = format!("{}{:016x}", self.config.auto_id_prefix, self.rng.next_u64());
             let id = ByteString::from(id);
-            if !self.session_index.contains_key(&id) {
+            if !self.session_index.contains_key(&*id) {
                 return id;
             }
         }

@@ -45,8 +45,160 @@ pub(crate) enum QueueFull {
     Retained,
 }
 
+/// A session's outbound state, made with the first message for it.
+///
+/// Every client has a session, and an idle one (or one that only publishes) never gets a
+/// message: a pointer instead of the 130-odd bytes of empty maps, queues and counters halves
+/// what such a session costs. Reading goes through `Deref` to the state, or to an empty one
+/// when there is none; of the changes, those that add a message make the state, the others
+/// do nothing without one.
 #[derive(Debug, Default)]
-pub(crate) struct Outbound {
+pub(crate) struct Outbound(Option<Box<OutboundState>>);
+
+/// What an `Outbound` without state reads as.
+static EMPTY: OutboundState = OutboundState::new();
+
+impl std::ops::Deref for Outbound {
+    type Target = OutboundState;
+
+    fn deref(&self) -> &OutboundState {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl Outbound {
+    fn made(&mut self) -> &mut OutboundState {
+        self.0.get_or_insert_with(|| Box::new(OutboundState::new()))
+    }
+
+    fn existing(&mut self) -> Option<&mut OutboundState> {
+        self.0.as_deref_mut()
+    }
+
+    pub(crate) fn resume(&mut self) {
+        if let Some(o) = self.existing() {
+            o.resume();
+        }
+    }
+
+    #[cfg(feature = "sim-bugs")]
+    pub(crate) fn skip_qos1_resends(&mut self) {
+        if let Some(o) = self.existing() {
+            o.skip_qos1_resends();
+        }
+    }
+
+    pub(crate) fn next_resend(&mut self, window: usize) -> Option<Resend> {
+        self.existing()?.next_resend(window)
+    }
+
+    pub(crate) fn abandon(&mut self, id: PacketId) {
+        if let Some(o) = self.existing() {
+            o.abandon(id);
+        }
+    }
+
+    pub(crate) fn start(&mut self, delivery: Delivery) -> Option<PacketId> {
+        self.made().start(delivery)
+    }
+
+    pub(crate) fn restore_in_flight(&mut self, id: PacketId, delivery: Delivery, released: bool) {
+        self.made().restore_in_flight(id, delivery, released);
+    }
+
+    pub(crate) fn restore_queued(&mut self, delivery: Delivery) {
+        self.made().restore_queued(delivery);
+    }
+
+    pub(crate) fn puback(&mut self, id: PacketId) -> bool {
+        self.existing().is_some_and(|o| o.puback(id))
+    }
+
+    pub(crate) fn pubrec(&mut self, id: PacketId) -> bool {
+        self.existing().is_some_and(|o| o.pubrec(id))
+    }
+
+    pub(crate) fn pubrec_refused(&mut self, id: PacketId) -> bool {
+        self.existing().is_some_and(|o| o.pubrec_refused(id))
+    }
+
+    pub(crate) fn pubcomp(&mut self, id: PacketId) -> bool {
+        self.existing().is_some_and(|o| o.pubcomp(id))
+    }
+
+    pub(crate) fn enqueue(
+        &mut self,
+        delivery: Delivery,
+        max_messages: usize,
+        max_bytes: usize,
+        max_retained: usize,
+    ) -> Result<(), (QueueFull, Delivery)> {
+        self.made()
+            .enqueue(delivery, max_messages, max_bytes, max_retained)
+    }
+
+    pub(crate) fn dequeue(&mut self) -> Option<Delivery> {
+        self.existing()?.dequeue()
+    }
+
+    pub(crate) fn take_shared(
+        &mut self,
+        take: impl FnMut(&ByteString) -> bool,
+        #[cfg(feature = "sim-bugs")] copy_qos2: bool,
+    ) -> Vec<(Option<PacketId>, Delivery)> {
+        match self.existing() {
+            Some(o) => o.take_shared(
+                take,
+                #[cfg(feature = "sim-bugs")]
+                copy_qos2,
+            ),
+            None => Vec::new(),
+        }
+    }
+
+    pub(crate) fn copied_to_another(&mut self, id: PacketId) {
+        if let Some(o) = self.existing() {
+            o.copied_to_another(id);
+        }
+    }
+
+    /// Counts a message the full queue refused, and returns how many it had refused before
+    /// since the last report: the first one is logged, the rest are counted.
+    pub(crate) fn count_dropped(&mut self) -> u64 {
+        let o = self.made();
+        o.dropped_unreported += 1;
+        o.dropped_unreported - 1
+    }
+
+    /// How many messages the queue refused since it last accepted one, now reported.
+    pub(crate) fn take_dropped(&mut self) -> u64 {
+        self.existing()
+            .map_or(0, |o| std::mem::take(&mut o.dropped_unreported))
+    }
+
+    pub(crate) fn remove_expired(&mut self, now: super::Time) -> Vec<Delivery> {
+        self.existing()
+            .map(|o| o.remove_expired(now))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn reserve_packet_id(&mut self) -> Option<PacketId> {
+        self.made().reserve_packet_id()
+    }
+
+    pub(crate) fn release_reserved(&mut self, id: PacketId) -> bool {
+        self.existing().is_some_and(|o| o.release_reserved(id))
+    }
+
+    pub(crate) fn clear_reserved(&mut self) {
+        if let Some(o) = self.existing() {
+            o.clear_reserved();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct OutboundState {
     inflight: BTreeMap<PacketId, Inflight>,
     queue: VecDeque<Delivery>,
     /// Payload bytes of the queued deliveries the queue limits count.
@@ -67,9 +219,27 @@ pub(crate) struct Outbound {
     /// SUBACK: the client's packets share one id space [MQTT-2.3.1-2] (3.1.1) [MQTT-2.2.1-3]
     /// (5.0), so no PUBLISH may take it meanwhile.
     reserved: Option<PacketId>,
+    /// Messages the full queue refused since the last report, for rate-limited logging.
+    dropped_unreported: u64,
 }
 
-impl Outbound {
+impl OutboundState {
+    const fn new() -> OutboundState {
+        OutboundState {
+            inflight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            queued_on_subscribe: 0,
+            queued_qos0: 0,
+            resend: VecDeque::new(),
+            waiting_publishes: 0,
+            last_packet_id: 0,
+            next_seq: 0,
+            reserved: None,
+            dropped_unreported: 0,
+        }
+    }
+
     pub(crate) fn inflight_len(&self) -> usize {
         self.inflight.len()
     }

@@ -8,6 +8,7 @@
 //! crash could still lose. Held output keeps its place in the connection's byte stream; group
 //! commit makes the wait one fsync.
 
+use super::conn_table::ConnTable;
 use super::connection::{Connection, Held};
 use super::stats::Stats;
 use super::{Action, ConnId};
@@ -110,7 +111,7 @@ impl Outbox {
     /// The driver made the log durable up to `lsn`: release what waited for it. Only whole
     /// batches count: records after the last commit up to `lsn` are lost with a crash before
     /// their own commit is durable.
-    pub(crate) fn durable(&mut self, lsn: Lsn, conns: &mut BTreeMap<ConnId, Connection>) {
+    pub(crate) fn durable(&mut self, lsn: Lsn, conns: &mut ConnTable) {
         while let Some(&commit) = self.commits.front()
             && commit <= lsn
         {
@@ -165,11 +166,7 @@ impl Outbox {
     }
 
     /// The next action, turning pending output into `Send`s when nothing else is waiting.
-    pub(crate) fn poll(
-        &mut self,
-        conns: &mut BTreeMap<ConnId, Connection>,
-        stats: &mut Stats,
-    ) -> Option<Action> {
+    pub(crate) fn poll(&mut self, conns: &mut ConnTable, stats: &mut Stats) -> Option<Action> {
         stats.bytes_sent += std::mem::take(&mut self.released_uncounted);
         if self.actions.is_empty() {
             for id in self.dirty.drain(..) {

@@ -491,16 +491,16 @@ impl Broker {
         let session = &mut self.sessions[key];
         match queued {
             Ok(()) => {
-                if session.dropped_unreported > 0 {
-                    tracing::warn!(client_id = %session.client_id, dropped = session.dropped_unreported, "queue accepting messages again");
-                    session.dropped_unreported = 0;
+                let dropped = session.outbound.take_dropped();
+                if dropped > 0 {
+                    tracing::warn!(client_id = %session.client_id, dropped, "queue accepting messages again");
                 }
             }
             Err((full, d)) => {
                 self.record_discarded(key, &d);
                 let session = &mut self.sessions[key];
                 self.stats.dropped_queue_full += 1;
-                if session.dropped_unreported == 0 {
+                if session.outbound.count_dropped() == 0 {
                     let limit = match full {
                         QueueFull::Messages => "max_queued_messages",
                         QueueFull::Bytes => "max_queued_bytes",
@@ -508,7 +508,6 @@ impl Broker {
                     };
                     tracing::warn!(client_id = %session.client_id, limit, "session queue full, dropping messages");
                 }
-                session.dropped_unreported += 1;
             }
         }
     }

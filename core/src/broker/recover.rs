@@ -55,7 +55,7 @@ impl Broker {
                 session.subscriptions.insert(filter.clone());
             }
             let key = b.sessions.insert(session);
-            b.session_index.insert(client_id.clone(), key);
+            b.session_index.insert(Box::from(&**client_id), key);
             b.stats.sessions += 1;
             for (filter, o) in &s.subscriptions {
                 let entry = SubEntry {
@@ -110,7 +110,7 @@ impl Broker {
                 };
                 let session = &mut b.sessions[key];
                 session.will_recorded = true;
-                session.pending_will = Some((due, will));
+                session.pending_will = Some(Box::new((due, will)));
                 b.timers.schedule(due, Timer::WillDelay(key));
             }
             if let Expiry::After(secs) = expiry {

@@ -2,7 +2,9 @@
 //! deterministic. Entries are not removed when their subject changes: each one is checked against
 //! the current state when it fires, and ignored if stale (a keep alive that was refreshed, a
 //! session that reconnected). Every subject has at most one live entry per kind, so the set stays
-//! proportional to connections and sessions.
+//! proportional to connections and sessions. The one exception is the connect timeout, which
+//! every connection has: it is cancelled once CONNECT is accepted, so that an idle client does
+//! not carry a dead entry for the length of the timeout.
 
 use super::ConnId;
 use super::session::SessionKey;
@@ -35,6 +37,11 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn schedule(&mut self, at: Time, timer: Timer) {
         self.set.insert((at, timer));
+    }
+
+    /// Removes an entry scheduled for `at`, if it is there.
+    pub(crate) fn cancel(&mut self, at: Time, timer: Timer) {
+        self.set.remove(&(at, timer));
     }
 
     /// The earliest deadline.

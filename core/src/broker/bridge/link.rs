@@ -286,7 +286,6 @@ impl Broker {
         }
         let version = cfg.protocol;
         let v5 = version.is_v5();
-        let local_clientid = ByteString::from(cfg.local_clientid.as_str());
         // An MQTT 5 server may impose its keep alive [MQTT-3.2.2-21] (5.0).
         let keep_alive = match ack.properties.server_keep_alive {
             Some(k) if v5 => k,
@@ -298,7 +297,6 @@ impl Broker {
         };
         let client = Client {
             session: key,
-            client_id: local_clientid,
             version,
             keep_alive,
             will: None,

@@ -80,7 +80,7 @@ impl Broker {
                 .and_modify(|e| e.qos = e.qos.max(t.qos))
                 .or_insert(entry);
         }
-        let key = match self.session_index.get(&client_id).copied() {
+        let key = match self.session_index.get(&*client_id).copied() {
             Some(key) => key,
             None => {
                 // A bridge's session is configured, not asked for: `max_sessions` does not
@@ -88,7 +88,7 @@ impl Broker {
                 let key = self
                     .sessions
                     .insert(Session::new(client_id.clone(), version, expiry));
-                self.session_index.insert(client_id, key);
+                self.session_index.insert(Box::from(&*client_id), key);
                 self.stats.sessions += 1;
                 key
             }
