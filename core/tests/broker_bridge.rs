@@ -967,3 +967,202 @@ fn a_bridge_without_an_address_never_dials() {
     w.advance_secs(60);
     assert!(w.dials.is_empty());
 }
+
+/// A broker A bridged to a remote B whose listener takes QoS 1 at most, as MQTT 5 CONNACK tells
+/// the bridge.
+fn pair_with_qos1_remote(b: BridgeConfig) -> Pair {
+    let remote = Config {
+        listener_max_qos: [(midge_core::broker::ListenerId(0), QoS::AtLeastOnce)].into(),
+        ..Config::default()
+    };
+    Pair::new(with_bridge(b), remote)
+}
+
+/// A QoS 2 `out` line towards a remote limited to QoS 1 sends at QoS 1 [MQTT-3.2.2-11] (5.0):
+/// the remote never sees QoS 2, so it never closes the link with 0x9B and the bridge does not
+/// loop redialing. The `in` line is subscribed at QoS 1 and carries the remote's messages.
+#[test]
+fn a_remote_maximum_qos_caps_what_the_bridge_sends_mqtt_3_2_2_11() {
+    let mut p = pair_with_qos1_remote(bridge(
+        &["b"],
+        V5,
+        vec![
+            line("up/#", BridgeDirection::Out, QoS::ExactlyOnce, "", ""),
+            line("down/#", BridgeDirection::In, QoS::ExactlyOnce, "", ""),
+        ],
+    ));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "up/#", QoS::AtLeastOnce);
+    let sub_a = p.a.client(V5, "sa");
+    p.a.subscribe(sub_a, "down/#", QoS::ExactlyOnce);
+    let pub_a = p.a.client(V5, "pa");
+    for i in 1..=3u16 {
+        p.a.send(pub_a, &publish("up/x", b"u", QoS::ExactlyOnce, i));
+        p.a.recv(pub_a);
+        p.a.send(pub_a, &pubrel(pid(i)));
+    }
+    p.pump();
+    let got = recv_acking(&mut p, Side::B, sub_b);
+    assert_eq!(payloads(&got), ["u", "u", "u"], "{got:?}");
+    let pub_b = p.b.client(V5, "pb");
+    p.b.send(pub_b, &publish("down/y", b"d", QoS::AtLeastOnce, 1));
+    p.pump();
+    let got = recv_acking(&mut p, Side::A, sub_a);
+    assert_eq!(payloads(&got), ["d"]);
+    assert_eq!(publishes(&got)[0].qos_pid.qos(), QoS::AtLeastOnce);
+    p.advance_secs(60);
+    assert_eq!(p.dials.len(), 1, "the link stayed up: {:?}", p.dials);
+    assert_eq!(p.wires.len(), 1);
+    // Nothing stays in flight on the bridge: every QoS 1 flow was completed by PUBACK.
+    p.cut();
+    p.advance_secs(6);
+    p.b.recv_none(sub_b);
+}
+
+/// A remote played by the test, with a bridge of these topics; returns the link after CONNECT.
+fn scripted_with(cfg: BridgeConfig, persistence: bool) -> (World, ConnId) {
+    let version = cfg.protocol;
+    let mut w = World::new(Config {
+        persistence,
+        ..with_bridge(cfg)
+    });
+    w.drain();
+    w.dials.clear();
+    let conn = w.dialed(B0, version);
+    let got = w.recv(conn);
+    assert!(matches!(got.first(), Some(Packet::Connect(_))), "{got:?}");
+    (w, conn)
+}
+
+fn connack_max_qos(max_qos: Option<QoS>) -> Packet {
+    let mut ack = ConnAck {
+        session_present: true,
+        reason: ConnectReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    ack.properties.maximum_qos = max_qos;
+    Packet::ConnAck(ack)
+}
+
+/// The link comes up again after the backoff, with this CONNACK; returns the new link and what
+/// the bridge sent on it after the CONNACK.
+fn redial(w: &mut World, ack: &Packet) -> (ConnId, Vec<Packet>) {
+    w.advance_secs(5);
+    assert_eq!(w.dials, [(B0, 0)]);
+    w.dials.clear();
+    let conn = w.dialed(B0, V5);
+    w.recv(conn);
+    w.send(conn, ack);
+    let got = w.recv(conn);
+    (conn, got)
+}
+
+/// The SUBSCRIBE asks for no more than the remote's Maximum QoS, and what goes out is sent at
+/// it: QoS 1 with a packet id, or QoS 0 without one [MQTT-3.2.2-11] (5.0).
+#[test]
+fn the_bridge_subscribes_and_publishes_at_most_at_the_remote_maximum_qos() {
+    for max in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+        let (mut w, conn) = scripted_with(
+            bridge(
+                &["r"],
+                V5,
+                vec![
+                    line("in/#", BridgeDirection::In, QoS::ExactlyOnce, "", ""),
+                    line("o/#", BridgeDirection::Out, QoS::ExactlyOnce, "", ""),
+                ],
+            ),
+            false,
+        );
+        w.send(conn, &connack_max_qos(Some(max)));
+        let got = w.recv(conn);
+        let Some(Packet::Subscribe(s)) = got.first() else {
+            panic!("expected SUBSCRIBE, got {got:?}");
+        };
+        assert_eq!(s.subscriptions[0].options.qos, max, "{max:?}");
+        let publisher = w.client(V5, "p");
+        w.send(publisher, &publish("o/x", b"m", QoS::ExactlyOnce, 1));
+        let sent = w.recv(conn);
+        let pubs = publishes(&sent);
+        assert_eq!(pubs.len(), 1, "{sent:?}");
+        assert_eq!(pubs[0].qos_pid.qos(), max, "{max:?}");
+        if let Some(id) = pubs[0].qos_pid.packet_id() {
+            w.send(conn, &puback(id));
+        }
+        // The flow is complete: a new link resends nothing.
+        w.peer_close(conn);
+        let (_, again) = redial(&mut w, &connack_max_qos(Some(max)));
+        assert!(publishes(&again).is_empty(), "{max:?}: {again:?}");
+    }
+}
+
+/// A QoS 2 message in flight when the link went, resent to a remote that now takes QoS 1 at
+/// most, goes at QoS 1 under its packet id and is done with PUBACK; to one that takes QoS 0, at
+/// QoS 0, and the flow ends at once.
+#[test]
+fn a_qos2_message_in_flight_is_resent_at_a_lower_remote_maximum_qos() {
+    for max in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+        let (mut w, conn) = scripted_with(
+            bridge(
+                &["r"],
+                V5,
+                vec![line("o/#", BridgeDirection::Out, QoS::ExactlyOnce, "", "")],
+            ),
+            false,
+        );
+        w.send(conn, &connack_max_qos(None));
+        let publisher = w.client(V5, "p");
+        w.send(publisher, &publish("o/x", b"m", QoS::ExactlyOnce, 1));
+        let sent = w.recv(conn);
+        let first = publishes(&sent)[0].clone();
+        assert_eq!(first.qos_pid.qos(), QoS::ExactlyOnce);
+        // No PUBREC: the link goes.
+        w.peer_close(conn);
+        let (conn, got) = redial(&mut w, &connack_max_qos(Some(max)));
+        let pubs = publishes(&got);
+        assert_eq!(pubs.len(), 1, "{max:?}: {got:?}");
+        assert_eq!(pubs[0].qos_pid.qos(), max);
+        assert_eq!(&pubs[0].payload[..], b"m");
+        if max == QoS::AtLeastOnce {
+            assert_eq!(pubs[0].qos_pid.packet_id(), first.qos_pid.packet_id());
+            assert!(pubs[0].dup);
+            w.send(conn, &puback(pubs[0].qos_pid.packet_id().unwrap()));
+        } else {
+            assert!(!pubs[0].dup, "DUP is 0 at QoS 0 [MQTT-3.3.1-2] (5.0)");
+        }
+        w.peer_close(conn);
+        let (_, again) = redial(&mut w, &connack_max_qos(None));
+        assert!(publishes(&again).is_empty(), "{max:?}: {again:?}");
+    }
+}
+
+/// With persistence, a message queued at QoS 1 and sent at QoS 0 to a remote that takes no
+/// more leaves the log's queue: after a restart it is not sent again.
+#[test]
+fn a_message_sent_at_qos_0_is_not_recovered_as_queued() {
+    let cfg = bridge(
+        &["r"],
+        V5,
+        vec![line("o/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+    );
+    let (mut w, conn) = scripted_with(cfg.clone(), true);
+    w.peer_close(conn);
+    let publisher = w.client(V5, "p");
+    w.send(publisher, &publish("o/x", b"m", QoS::AtLeastOnce, 1));
+    assert_eq!(w.recv(publisher), [puback(pid(1))]);
+    let (conn, got) = redial(&mut w, &connack_max_qos(Some(QoS::AtMostOnce)));
+    assert_eq!(payloads(&got), ["m"]);
+    assert_eq!(publishes(&got)[0].qos_pid.qos(), QoS::AtMostOnce);
+    w.peer_close(conn);
+    let config = Config {
+        persistence: true,
+        ..with_bridge(cfg)
+    };
+    let mut w = World::recovered(config, &w.disk, w.now);
+    w.drain();
+    w.dials.clear();
+    let conn = w.dialed(B0, V5);
+    w.recv(conn);
+    w.send(conn, &connack_max_qos(None));
+    let got = w.recv(conn);
+    assert!(publishes(&got).is_empty(), "{got:?}");
+}

@@ -19,7 +19,7 @@ use crate::broker::topic_alias::{InboundAliases, OutboundAliases};
 use crate::broker::{Action, Broker, Config, ConnId, ListenerId, keep_alive_deadline};
 use crate::codec::{
     ByteString, ConnAck, Connect, ConnectProperties, ConnectReason, Disconnect, DisconnectReason,
-    MAX_PACKET_SIZE, Packet, Publish, SubAck, Subscribe, SubscribeProperties, Subscription,
+    MAX_PACKET_SIZE, Packet, Publish, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
     SubscriptionOptions, topic,
 };
 use std::num::{NonZeroU16, NonZeroU32};
@@ -62,8 +62,10 @@ fn connect_packet(cfg: &BridgeConfig, config: &Config) -> Connect {
     }
 }
 
-/// The SUBSCRIBE for the `in` topics, one subscription per line, in order.
-fn subscriptions(cfg: &BridgeConfig) -> Vec<Subscription> {
+/// The SUBSCRIBE for the `in` topics, one subscription per line, in order, each at the lower
+/// of its line's QoS and the remote's Maximum QoS `max_qos`: the remote would grant no more
+/// (5.0, 3.2.2.3.4), and asking for no more is what Mosquitto's bridges do.
+fn subscriptions(cfg: &BridgeConfig, max_qos: QoS) -> Vec<Subscription> {
     let v5 = cfg.protocol.is_v5();
     cfg.topics
         .iter()
@@ -82,7 +84,7 @@ fn subscriptions(cfg: &BridgeConfig) -> Vec<Subscription> {
                     // understands try_private.
                     no_local: v5,
                     retain_as_published: v5,
-                    ..SubscriptionOptions::new(t.qos)
+                    ..SubscriptionOptions::new(t.qos.min(max_qos))
                 },
             })
         })
@@ -348,9 +350,16 @@ impl Broker {
         state.link = Link::Up { conn: conn_id };
         state.backoff.reset();
         state.remote_retain = ack.properties.retain_available != Some(false);
+        // Before anything is sent: what was queued or in flight at a higher QoS goes at this
+        // one [MQTT-3.2.2-11] (5.0).
+        state.remote_max_qos = match ack.properties.maximum_qos {
+            Some(q) if v5 => q,
+            _ => QoS::ExactlyOnce,
+        };
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connected (session present {})", self.config.bridges[id.index()].name, u8::from(ack.session_present));
 
-        let subs = subscriptions(&self.config.bridges[id.index()]);
+        let max_qos = self.bridges[id.index()].remote_max_qos;
+        let subs = subscriptions(&self.config.bridges[id.index()], max_qos);
         if !subs.is_empty()
             && let Some(packet_id) = self.sessions[key].outbound.reserve_packet_id()
         {
@@ -396,7 +405,7 @@ impl Broker {
         state.subscribe_id = None;
         self.sessions[key].outbound.release_reserved(s.packet_id);
         let cfg = &self.config.bridges[id.index()];
-        let filters = subscriptions(cfg);
+        let filters = subscriptions(cfg, state.remote_max_qos);
         for (sub, reason) in filters.iter().zip(&s.reasons) {
             if reason.is_error() {
                 tracing::warn!(bridge = %cfg.name, filter = %sub.filter, ?reason, "remote broker refused a bridge subscription");
