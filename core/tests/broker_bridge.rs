@@ -1166,3 +1166,254 @@ fn a_message_sent_at_qos_0_is_not_recovered_as_queued() {
     let got = w.recv(conn);
     assert!(publishes(&got).is_empty(), "{got:?}");
 }
+
+/// A late subscriber on `side`'s view of the retained message on `topic`: its payload and
+/// RETAIN flag, or `None`.
+fn retained_on(p: &mut Pair, side: Side, topic: &str) -> Option<(String, bool)> {
+    let w = p.world(side);
+    let late = w.client(V5, "late-reader");
+    w.send(late, &subscribe(1, topic, QoS::AtMostOnce));
+    let got = w.recv(late);
+    w.send(late, &disconnect());
+    let pubs = publishes(&got);
+    assert!(pubs.len() <= 1, "{got:?}");
+    pubs.first()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.retain))
+}
+
+/// Retained messages set on A before its bridge existed reach B when the bridge comes up, as
+/// retained messages, at the lower of their QoS and the line's; what is not bridged stays.
+#[test]
+fn retained_messages_set_before_the_bridge_came_up_reach_the_remote() {
+    let mut p = Pair::new(persistent_config(None), Config::default());
+    let pa = p.a.client(V5, "pa");
+    p.a.send(pa, &publish_retained("state/1", b"on", QoS::AtLeastOnce, 1));
+    p.a.send(pa, &publish_retained("state/2", b"off", QoS::AtMostOnce, 0));
+    p.a.send(pa, &publish_retained("other/1", b"x", QoS::AtMostOnce, 0));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "#", QoS::ExactlyOnce);
+    // A restarts with a bridge of `state/#` configured.
+    p.a_config.bridges = vec![bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Out,
+            QoS::ExactlyOnce,
+            "",
+            "site/",
+        )],
+    )];
+    p.crash(Side::A);
+    assert_eq!(p.wires.len(), 1);
+    let got = recv_acking(&mut p, Side::B, sub_b);
+    let pubs = publishes(&got);
+    let seen: Vec<(&str, &[u8], QoS)> = pubs
+        .iter()
+        .map(|p| (&*p.topic, &p.payload[..], p.qos_pid.qos()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("site/state/1", &b"on"[..], QoS::AtLeastOnce),
+            ("site/state/2", &b"off"[..], QoS::AtMostOnce)
+        ]
+    );
+    // Retain as published: they are retained on B.
+    assert_eq!(
+        retained_on(&mut p, Side::B, "site/state/1"),
+        Some(("on".into(), true))
+    );
+    assert_eq!(retained_on(&mut p, Side::B, "site/other/1"), None);
+}
+
+/// As in Mosquitto, the retained messages go at every connect of the link, not only with a new
+/// local session: the remote may have lost them, and the local queue may have dropped a change
+/// (QoS 0 while the link was down is not queued). A remote that had them gets them again.
+#[test]
+fn retained_messages_go_to_the_remote_at_every_connect() {
+    for local_clean_session in [false, true] {
+        let mut b = bridge(
+            &["b"],
+            V3_1_1,
+            vec![line(
+                "state/#",
+                BridgeDirection::Out,
+                QoS::AtLeastOnce,
+                "",
+                "",
+            )],
+        );
+        b.local_clean_session = local_clean_session;
+        let mut p = pair_with(b);
+        let sub_b = p.b.client(V5, "sb");
+        p.b.subscribe(sub_b, "state/#", QoS::AtLeastOnce);
+        let pa = p.a.client(V5, "pa");
+        p.a.send(pa, &publish_retained("state/1", b"v1", QoS::AtMostOnce, 0));
+        p.pump();
+        assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub_b)), ["v1"]);
+        // A QoS 0 change while the link is down is not queued for it.
+        p.down.insert("b".into());
+        p.cut();
+        p.a.send(pa, &publish_retained("state/1", b"v2", QoS::AtMostOnce, 0));
+        p.down.clear();
+        p.advance_secs(5);
+        assert_eq!(p.wires.len(), 1);
+        assert_eq!(
+            payloads(&recv_acking(&mut p, Side::B, sub_b)),
+            ["v2"],
+            "local_clean_session {local_clean_session}"
+        );
+        // And once more on the next connect, unchanged.
+        p.cut();
+        p.advance_secs(5);
+        assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub_b)), ["v2"]);
+    }
+}
+
+/// Queued while the link was down, an older retained value goes before the retained one, so
+/// the remote ends with the newest.
+#[test]
+fn the_remote_ends_with_the_newest_retained_value() {
+    let mut p = pair_with(bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Out,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    ));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "state/#", QoS::AtLeastOnce);
+    p.down.insert("b".into());
+    p.cut();
+    let pa = p.a.client(V5, "pa");
+    p.a.send(
+        pa,
+        &publish_retained("state/1", b"old", QoS::AtLeastOnce, 1),
+    );
+    p.a.send(pa, &publish_retained("state/1", b"new", QoS::AtMostOnce, 0));
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(
+        payloads(&recv_acking(&mut p, Side::B, sub_b)),
+        ["old", "new"]
+    );
+    assert_eq!(
+        retained_on(&mut p, Side::B, "state/1"),
+        Some(("new".into(), true))
+    );
+}
+
+/// On a topic that crosses both ways the local retained copy may be an old one from the
+/// remote: it is not sent back at connect, where it would overwrite the remote's newer value.
+#[test]
+fn retained_messages_from_the_remote_are_not_sent_back_at_connect() {
+    let mut p = pair_with(bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Both,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    ));
+    let pb = p.b.client(V5, "pb");
+    p.b.send(pb, &publish_retained("state/1", b"on", QoS::AtLeastOnce, 1));
+    p.pump();
+    assert_eq!(
+        retained_on(&mut p, Side::A, "state/1"),
+        Some(("on".into(), true))
+    );
+    p.down.insert("b".into());
+    p.cut();
+    p.b.send(
+        pb,
+        &publish_retained("state/1", b"off", QoS::AtLeastOnce, 2),
+    );
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(p.wires.len(), 1);
+    assert_eq!(
+        retained_on(&mut p, Side::B, "state/1"),
+        Some(("off".into(), true))
+    );
+    assert_eq!(
+        retained_on(&mut p, Side::A, "state/1"),
+        Some(("off".into(), true))
+    );
+}
+
+/// The bridge's own state topic, retained here, is not queued for the remote at connect: the
+/// "0" stored while it was down would arrive after the "1" it sends as it comes up.
+#[test]
+fn the_bridge_s_own_state_is_not_sent_as_a_retained_message() {
+    let mut b = bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "$SYS/broker/connection/#",
+            BridgeDirection::Out,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    );
+    b.notifications = true;
+    let topic = b.notification_topic.clone();
+    let mut p = pair_with(b);
+    p.cut();
+    p.advance_secs(5);
+    assert_eq!(p.wires.len(), 1);
+    assert_eq!(
+        retained_on(&mut p, Side::B, &topic),
+        Some(("1".into(), true))
+    );
+}
+
+/// A retained message already waiting for the remote, queued or in flight, is not queued again
+/// at the next connect: a link that keeps failing does not fill the queue with copies.
+#[test]
+fn retained_messages_are_not_queued_twice_by_a_failing_link() {
+    let (mut w, conn) = scripted_with(
+        bridge(
+            &["r"],
+            V5,
+            vec![line("s/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+        ),
+        false,
+    );
+    // A remote that takes one message at a time, and fails before acknowledging any.
+    let mut ack = ConnAck {
+        session_present: true,
+        reason: ConnectReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    ack.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    w.send(conn, &Packet::ConnAck(ack.clone()));
+    w.recv(conn);
+    let pa = w.client(V5, "pa");
+    for (i, t) in ["s/1", "s/2", "s/3"].into_iter().enumerate() {
+        w.send(
+            pa,
+            &publish_retained(t, b"v", QoS::AtLeastOnce, i as u16 + 1),
+        );
+    }
+    assert_eq!(topics(&w.recv(conn)), ["s/1"]);
+    w.peer_close(conn);
+    let (conn, _) = redial(&mut w, &Packet::ConnAck(ack.clone()));
+    w.peer_close(conn);
+    let (conn, mut got) = redial(&mut w, &Packet::ConnAck(ack));
+    let mut all = Vec::new();
+    while let Some(id) = publishes(&got).first().and_then(|p| p.qos_pid.packet_id()) {
+        all.extend(topics(&got));
+        w.send(conn, &puback(id));
+        got = w.recv(conn);
+    }
+    assert_eq!(all, ["s/1", "s/2", "s/3"]);
+}

@@ -342,6 +342,8 @@ impl Broker {
         }
         self.stats.clients_connected += 1;
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
+        // While the session is not attached yet, so that they queue behind what waits.
+        self.queue_retained_for_remote(id, key);
         let session = &mut self.sessions[key];
         session.conn = Some(conn_id);
         session.version = version;
