@@ -1417,3 +1417,94 @@ fn retained_messages_are_not_queued_twice_by_a_failing_link() {
     }
     assert_eq!(all, ["s/1", "s/2", "s/3"]);
 }
+
+/// The counts `$SYS/broker/clients/...` publishes, on A: (total, connected, connections open).
+fn client_counts(p: &Pair) -> (u64, u64, u64) {
+    let s = p.a.broker.stats();
+    (s.sessions, s.clients_connected, s.connections_open)
+}
+
+/// A bridge counts as a client, as Mosquitto's bridges do in its `$SYS` tree: a persistent
+/// local session is a client from the start, connected while the link is up; a clean one is
+/// a client only while the link is up. The counts come back to where they were when it goes.
+#[test]
+fn a_bridge_counts_as_a_client_while_its_session_exists() {
+    for (local_clean_session, total_when_down) in [(false, 1), (true, 0)] {
+        let mut b = bridge(
+            &["b"],
+            V5,
+            vec![line("q/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+        );
+        b.local_clean_session = local_clean_session;
+        let mut p = pair_with(b);
+        assert_eq!(client_counts(&p), (1, 1, 1), "clean {local_clean_session}");
+        p.down.insert("b".into());
+        p.cut();
+        assert_eq!(
+            client_counts(&p),
+            (total_when_down, 0, 0),
+            "clean {local_clean_session}"
+        );
+        // Refused dials leave no trace in the counts.
+        p.advance_secs(11);
+        assert_eq!(client_counts(&p), (total_when_down, 0, 0));
+        p.down.clear();
+        p.advance_secs(5);
+        assert_eq!(client_counts(&p), (1, 1, 1), "clean {local_clean_session}");
+        assert_eq!(p.a.broker.stats().clients_maximum, 1);
+        p.a.input(midge_core::broker::Input::Shutdown);
+        p.pump();
+        assert_eq!(client_counts(&p).1, 0);
+        assert_eq!(client_counts(&p).2, 0);
+    }
+}
+
+/// `max_queued_messages` bounds what waits for the remote while the link is down; the rest is
+/// dropped and counted, as for any session.
+#[test]
+fn max_queued_messages_bounds_the_bridge_queue() {
+    let mut a = with_bridge(bridge(
+        &["b"],
+        V5,
+        vec![line("q/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+    ));
+    a.max_queued_messages = 2;
+    let mut p = Pair::new(a, Config::default());
+    let sub = p.b.client(V5, "sb");
+    p.b.subscribe(sub, "q/#", QoS::AtLeastOnce);
+    p.down.insert("b".into());
+    p.cut();
+    let pa = p.a.client(V5, "pa");
+    for (i, m) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        let m: &'static [u8] = Box::leak(m.to_vec().into_boxed_slice());
+        p.a.send(pa, &publish("q/x", m, QoS::AtLeastOnce, i as u16 + 1));
+    }
+    assert_eq!(p.a.broker.stats().dropped_queue_full, 1);
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub)), ["one", "two"]);
+}
+
+/// Shutdown while the bridge waits out its backoff or waits for its dial: nothing is dialed
+/// afterwards, and a connection the driver makes for it anyway is closed at once.
+#[test]
+fn shutdown_stops_a_bridge_that_is_not_connected() {
+    let mut w = World::new(with_bridge(bridge(&["r"], V5, vec![])));
+    w.drain();
+    assert_eq!(w.dials, [(B0, 0)]);
+    w.dials.clear();
+    w.input(midge_core::broker::Input::Shutdown);
+    let conn = w.dialed(B0, V5);
+    assert!(w.is_closed(conn));
+    w.recv_none(conn);
+    w.advance_secs(60);
+    assert!(w.dials.is_empty());
+
+    let mut w = World::new(with_bridge(bridge(&["r"], V5, vec![])));
+    w.drain();
+    w.dials.clear();
+    w.input(midge_core::broker::Input::DialFailed { bridge: B0 });
+    w.input(midge_core::broker::Input::Shutdown);
+    w.advance_secs(60);
+    assert!(w.dials.is_empty());
+}
