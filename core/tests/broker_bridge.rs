@@ -1508,3 +1508,42 @@ fn shutdown_stops_a_bridge_that_is_not_connected() {
     w.advance_secs(60);
     assert!(w.dials.is_empty());
 }
+
+/// The bridge's will ("0", retained, QoS 1) is more than some MQTT 5 remotes take: one without
+/// retained messages refuses it with CONNACK 0x9A [MQTT-3.2.2-13] (5.0), one limited to QoS 0
+/// with 0x9B [MQTT-3.2.2-12] (5.0). The bridge learns from the refusal and its next CONNECT
+/// carries a will the remote takes, instead of being refused forever.
+#[test]
+fn a_will_refused_by_the_remote_is_adapted_at_the_next_connect() {
+    for (remote, field) in [
+        (
+            Config {
+                retain_available: false,
+                ..Config::default()
+            },
+            "retain",
+        ),
+        (
+            Config {
+                listener_max_qos: [(midge_core::broker::ListenerId(0), QoS::AtMostOnce)].into(),
+                ..Config::default()
+            },
+            "qos",
+        ),
+    ] {
+        let mut b = bridge(&["b"], V5, vec![]);
+        b.notifications = true;
+        let topic = b.notification_topic.clone();
+        let mut p = Pair::new(with_bridge(b), remote);
+        assert!(p.wires.is_empty(), "{field}: the first CONNECT is refused");
+        p.advance_secs(5);
+        assert_eq!(p.wires.len(), 1, "{field}: the second is accepted");
+        assert_eq!(p.a.broker.stats().clients_connected, 1);
+        // The will still tells B's clients when the link dies.
+        let watch = p.b.client(V5, "wb");
+        p.b.send(watch, &subscribe(1, &topic, QoS::AtLeastOnce));
+        p.b.recv(watch);
+        p.cut();
+        assert_eq!(payloads(&p.b.recv(watch)), ["0"], "{field}");
+    }
+}

@@ -28,8 +28,8 @@ use std::num::{NonZeroU16, NonZeroU32};
 /// the session lasts until the bridge cleans it, as a 3.1.1 persistent session does.
 pub(crate) const REMOTE_SESSION_EXPIRY: u32 = u32::MAX;
 
-/// The CONNECT a bridge opens its link with.
-fn connect_packet(cfg: &BridgeConfig, config: &Config) -> Connect {
+/// The CONNECT a bridge opens its link with; `state` holds what the remote is known to take.
+fn connect_packet(cfg: &BridgeConfig, config: &Config, state: &BridgeState) -> Connect {
     let v5 = cfg.protocol.is_v5();
     let properties = if v5 {
         ConnectProperties {
@@ -56,7 +56,7 @@ fn connect_packet(cfg: &BridgeConfig, config: &Config) -> Connect {
         keep_alive: cfg.keepalive_secs,
         properties,
         client_id: ByteString::from(cfg.remote_clientid.as_str()),
-        will: notify::will(cfg),
+        will: notify::will(cfg, state.remote_max_qos, state.remote_retain),
         username: cfg.remote_username.as_deref().map(ByteString::from),
         password: cfg.remote_password.clone().map(bytes::Bytes::from),
     }
@@ -150,7 +150,7 @@ impl Broker {
         }
         let cfg = &self.config.bridges[id.index()];
         let version = cfg.protocol;
-        let connect = Packet::Connect(connect_packet(cfg, &self.config));
+        let connect = Packet::Connect(connect_packet(cfg, &self.config, &self.bridges[id.index()]));
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connecting to {}:{}", cfg.name,
             cfg.addresses.get(self.bridges[id.index()].address).map_or("?", |a| a.host.as_str()),
             cfg.addresses.get(self.bridges[id.index()].address).map_or(0, |a| a.port));
@@ -284,6 +284,17 @@ impl Broker {
         let cfg = &self.config.bridges[id.index()];
         if ack.reason != ConnectReason::Success {
             tracing::warn!(target: crate::broker::CONNECTIONS, "bridge {} refused by the remote broker: {:?}", cfg.name, ack.reason);
+            // Only the will can be above what an MQTT 5 remote takes: the next CONNECT asks
+            // for less, rather than being refused again and again. A CONNACK that accepts
+            // says again what the remote takes.
+            if cfg.protocol.is_v5() {
+                let state = &mut self.bridges[id.index()];
+                match ack.reason {
+                    ConnectReason::RetainNotSupported => state.remote_retain = false,
+                    ConnectReason::QoSNotSupported => state.remote_max_qos = QoS::AtMostOnce,
+                    _ => {}
+                }
+            }
             return self.close_conn(conn_id, None, WillAction::Discard);
         }
         let version = cfg.protocol;
