@@ -967,3 +967,583 @@ fn a_bridge_without_an_address_never_dials() {
     w.advance_secs(60);
     assert!(w.dials.is_empty());
 }
+
+/// A broker A bridged to a remote B whose listener takes QoS 1 at most, as MQTT 5 CONNACK tells
+/// the bridge.
+fn pair_with_qos1_remote(b: BridgeConfig) -> Pair {
+    let remote = Config {
+        listener_max_qos: [(midge_core::broker::ListenerId(0), QoS::AtLeastOnce)].into(),
+        ..Config::default()
+    };
+    Pair::new(with_bridge(b), remote)
+}
+
+/// A QoS 2 `out` line towards a remote limited to QoS 1 sends at QoS 1 [MQTT-3.2.2-11] (5.0):
+/// the remote never sees QoS 2, so it never closes the link with 0x9B and the bridge does not
+/// loop redialing. The `in` line is subscribed at QoS 1 and carries the remote's messages.
+#[test]
+fn a_remote_maximum_qos_caps_what_the_bridge_sends_mqtt_3_2_2_11() {
+    let mut p = pair_with_qos1_remote(bridge(
+        &["b"],
+        V5,
+        vec![
+            line("up/#", BridgeDirection::Out, QoS::ExactlyOnce, "", ""),
+            line("down/#", BridgeDirection::In, QoS::ExactlyOnce, "", ""),
+        ],
+    ));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "up/#", QoS::AtLeastOnce);
+    let sub_a = p.a.client(V5, "sa");
+    p.a.subscribe(sub_a, "down/#", QoS::ExactlyOnce);
+    let pub_a = p.a.client(V5, "pa");
+    for i in 1..=3u16 {
+        p.a.send(pub_a, &publish("up/x", b"u", QoS::ExactlyOnce, i));
+        p.a.recv(pub_a);
+        p.a.send(pub_a, &pubrel(pid(i)));
+    }
+    p.pump();
+    let got = recv_acking(&mut p, Side::B, sub_b);
+    assert_eq!(payloads(&got), ["u", "u", "u"], "{got:?}");
+    let pub_b = p.b.client(V5, "pb");
+    p.b.send(pub_b, &publish("down/y", b"d", QoS::AtLeastOnce, 1));
+    p.pump();
+    let got = recv_acking(&mut p, Side::A, sub_a);
+    assert_eq!(payloads(&got), ["d"]);
+    assert_eq!(publishes(&got)[0].qos_pid.qos(), QoS::AtLeastOnce);
+    p.advance_secs(60);
+    assert_eq!(p.dials.len(), 1, "the link stayed up: {:?}", p.dials);
+    assert_eq!(p.wires.len(), 1);
+    // Nothing stays in flight on the bridge: every QoS 1 flow was completed by PUBACK.
+    p.cut();
+    p.advance_secs(6);
+    p.b.recv_none(sub_b);
+}
+
+/// A remote played by the test, with a bridge of these topics; returns the link after CONNECT.
+fn scripted_with(cfg: BridgeConfig, persistence: bool) -> (World, ConnId) {
+    let version = cfg.protocol;
+    let mut w = World::new(Config {
+        persistence,
+        ..with_bridge(cfg)
+    });
+    w.drain();
+    w.dials.clear();
+    let conn = w.dialed(B0, version);
+    let got = w.recv(conn);
+    assert!(matches!(got.first(), Some(Packet::Connect(_))), "{got:?}");
+    (w, conn)
+}
+
+fn connack_max_qos(max_qos: Option<QoS>) -> Packet {
+    let mut ack = ConnAck {
+        session_present: true,
+        reason: ConnectReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    ack.properties.maximum_qos = max_qos;
+    Packet::ConnAck(ack)
+}
+
+/// The link comes up again after the backoff, with this CONNACK; returns the new link and what
+/// the bridge sent on it after the CONNACK.
+fn redial(w: &mut World, ack: &Packet) -> (ConnId, Vec<Packet>) {
+    w.advance_secs(5);
+    assert_eq!(w.dials, [(B0, 0)]);
+    w.dials.clear();
+    let conn = w.dialed(B0, V5);
+    w.recv(conn);
+    w.send(conn, ack);
+    let got = w.recv(conn);
+    (conn, got)
+}
+
+/// The SUBSCRIBE asks for no more than the remote's Maximum QoS, and what goes out is sent at
+/// it: QoS 1 with a packet id, or QoS 0 without one [MQTT-3.2.2-11] (5.0).
+#[test]
+fn the_bridge_subscribes_and_publishes_at_most_at_the_remote_maximum_qos() {
+    for max in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+        let (mut w, conn) = scripted_with(
+            bridge(
+                &["r"],
+                V5,
+                vec![
+                    line("in/#", BridgeDirection::In, QoS::ExactlyOnce, "", ""),
+                    line("o/#", BridgeDirection::Out, QoS::ExactlyOnce, "", ""),
+                ],
+            ),
+            false,
+        );
+        w.send(conn, &connack_max_qos(Some(max)));
+        let got = w.recv(conn);
+        let Some(Packet::Subscribe(s)) = got.first() else {
+            panic!("expected SUBSCRIBE, got {got:?}");
+        };
+        assert_eq!(s.subscriptions[0].options.qos, max, "{max:?}");
+        let publisher = w.client(V5, "p");
+        w.send(publisher, &publish("o/x", b"m", QoS::ExactlyOnce, 1));
+        let sent = w.recv(conn);
+        let pubs = publishes(&sent);
+        assert_eq!(pubs.len(), 1, "{sent:?}");
+        assert_eq!(pubs[0].qos_pid.qos(), max, "{max:?}");
+        if let Some(id) = pubs[0].qos_pid.packet_id() {
+            w.send(conn, &puback(id));
+        }
+        // The flow is complete: a new link resends nothing.
+        w.peer_close(conn);
+        let (_, again) = redial(&mut w, &connack_max_qos(Some(max)));
+        assert!(publishes(&again).is_empty(), "{max:?}: {again:?}");
+    }
+}
+
+/// A QoS 2 message in flight when the link went, resent to a remote that now takes QoS 1 at
+/// most, goes at QoS 1 under its packet id and is done with PUBACK; to one that takes QoS 0, at
+/// QoS 0, and the flow ends at once.
+#[test]
+fn a_qos2_message_in_flight_is_resent_at_a_lower_remote_maximum_qos() {
+    for max in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+        let (mut w, conn) = scripted_with(
+            bridge(
+                &["r"],
+                V5,
+                vec![line("o/#", BridgeDirection::Out, QoS::ExactlyOnce, "", "")],
+            ),
+            false,
+        );
+        w.send(conn, &connack_max_qos(None));
+        let publisher = w.client(V5, "p");
+        w.send(publisher, &publish("o/x", b"m", QoS::ExactlyOnce, 1));
+        let sent = w.recv(conn);
+        let first = publishes(&sent)[0].clone();
+        assert_eq!(first.qos_pid.qos(), QoS::ExactlyOnce);
+        // No PUBREC: the link goes.
+        w.peer_close(conn);
+        let (conn, got) = redial(&mut w, &connack_max_qos(Some(max)));
+        let pubs = publishes(&got);
+        assert_eq!(pubs.len(), 1, "{max:?}: {got:?}");
+        assert_eq!(pubs[0].qos_pid.qos(), max);
+        assert_eq!(&pubs[0].payload[..], b"m");
+        if max == QoS::AtLeastOnce {
+            assert_eq!(pubs[0].qos_pid.packet_id(), first.qos_pid.packet_id());
+            assert!(pubs[0].dup);
+            w.send(conn, &puback(pubs[0].qos_pid.packet_id().unwrap()));
+        } else {
+            assert!(!pubs[0].dup, "DUP is 0 at QoS 0 [MQTT-3.3.1-2] (5.0)");
+        }
+        w.peer_close(conn);
+        let (_, again) = redial(&mut w, &connack_max_qos(None));
+        assert!(publishes(&again).is_empty(), "{max:?}: {again:?}");
+    }
+}
+
+/// With persistence, a message queued at QoS 1 and sent at QoS 0 to a remote that takes no
+/// more leaves the log's queue: after a restart it is not sent again.
+#[test]
+fn a_message_sent_at_qos_0_is_not_recovered_as_queued() {
+    let cfg = bridge(
+        &["r"],
+        V5,
+        vec![line("o/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+    );
+    let (mut w, conn) = scripted_with(cfg.clone(), true);
+    w.peer_close(conn);
+    let publisher = w.client(V5, "p");
+    w.send(publisher, &publish("o/x", b"m", QoS::AtLeastOnce, 1));
+    assert_eq!(w.recv(publisher), [puback(pid(1))]);
+    let (conn, got) = redial(&mut w, &connack_max_qos(Some(QoS::AtMostOnce)));
+    assert_eq!(payloads(&got), ["m"]);
+    assert_eq!(publishes(&got)[0].qos_pid.qos(), QoS::AtMostOnce);
+    w.peer_close(conn);
+    let config = Config {
+        persistence: true,
+        ..with_bridge(cfg)
+    };
+    let mut w = World::recovered(config, &w.disk, w.now);
+    w.drain();
+    w.dials.clear();
+    let conn = w.dialed(B0, V5);
+    w.recv(conn);
+    w.send(conn, &connack_max_qos(None));
+    let got = w.recv(conn);
+    assert!(publishes(&got).is_empty(), "{got:?}");
+}
+
+/// A late subscriber on `side`'s view of the retained message on `topic`: its payload and
+/// RETAIN flag, or `None`.
+fn retained_on(p: &mut Pair, side: Side, topic: &str) -> Option<(String, bool)> {
+    let w = p.world(side);
+    let late = w.client(V5, "late-reader");
+    w.send(late, &subscribe(1, topic, QoS::AtMostOnce));
+    let got = w.recv(late);
+    w.send(late, &disconnect());
+    let pubs = publishes(&got);
+    assert!(pubs.len() <= 1, "{got:?}");
+    pubs.first()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.retain))
+}
+
+/// Retained messages set on A before its bridge existed reach B when the bridge comes up, as
+/// retained messages, at the lower of their QoS and the line's; what is not bridged stays.
+#[test]
+fn retained_messages_set_before_the_bridge_came_up_reach_the_remote() {
+    let mut p = Pair::new(persistent_config(None), Config::default());
+    let pa = p.a.client(V5, "pa");
+    p.a.send(pa, &publish_retained("state/1", b"on", QoS::AtLeastOnce, 1));
+    p.a.send(pa, &publish_retained("state/2", b"off", QoS::AtMostOnce, 0));
+    p.a.send(pa, &publish_retained("other/1", b"x", QoS::AtMostOnce, 0));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "#", QoS::ExactlyOnce);
+    // A restarts with a bridge of `state/#` configured.
+    p.a_config.bridges = vec![bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Out,
+            QoS::ExactlyOnce,
+            "",
+            "site/",
+        )],
+    )];
+    p.crash(Side::A);
+    assert_eq!(p.wires.len(), 1);
+    let got = recv_acking(&mut p, Side::B, sub_b);
+    let pubs = publishes(&got);
+    let seen: Vec<(&str, &[u8], QoS)> = pubs
+        .iter()
+        .map(|p| (&*p.topic, &p.payload[..], p.qos_pid.qos()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("site/state/1", &b"on"[..], QoS::AtLeastOnce),
+            ("site/state/2", &b"off"[..], QoS::AtMostOnce)
+        ]
+    );
+    // Retain as published: they are retained on B.
+    assert_eq!(
+        retained_on(&mut p, Side::B, "site/state/1"),
+        Some(("on".into(), true))
+    );
+    assert_eq!(retained_on(&mut p, Side::B, "site/other/1"), None);
+}
+
+/// As in Mosquitto, the retained messages go at every connect of the link, not only with a new
+/// local session: the remote may have lost them, and the local queue may have dropped a change
+/// (QoS 0 while the link was down is not queued). A remote that had them gets them again.
+#[test]
+fn retained_messages_go_to_the_remote_at_every_connect() {
+    for local_clean_session in [false, true] {
+        let mut b = bridge(
+            &["b"],
+            V3_1_1,
+            vec![line(
+                "state/#",
+                BridgeDirection::Out,
+                QoS::AtLeastOnce,
+                "",
+                "",
+            )],
+        );
+        b.local_clean_session = local_clean_session;
+        let mut p = pair_with(b);
+        let sub_b = p.b.client(V5, "sb");
+        p.b.subscribe(sub_b, "state/#", QoS::AtLeastOnce);
+        let pa = p.a.client(V5, "pa");
+        p.a.send(pa, &publish_retained("state/1", b"v1", QoS::AtMostOnce, 0));
+        p.pump();
+        assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub_b)), ["v1"]);
+        // A QoS 0 change while the link is down is not queued for it.
+        p.down.insert("b".into());
+        p.cut();
+        p.a.send(pa, &publish_retained("state/1", b"v2", QoS::AtMostOnce, 0));
+        p.down.clear();
+        p.advance_secs(5);
+        assert_eq!(p.wires.len(), 1);
+        assert_eq!(
+            payloads(&recv_acking(&mut p, Side::B, sub_b)),
+            ["v2"],
+            "local_clean_session {local_clean_session}"
+        );
+        // And once more on the next connect, unchanged.
+        p.cut();
+        p.advance_secs(5);
+        assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub_b)), ["v2"]);
+    }
+}
+
+/// Queued while the link was down, an older retained value goes before the retained one, so
+/// the remote ends with the newest.
+#[test]
+fn the_remote_ends_with_the_newest_retained_value() {
+    let mut p = pair_with(bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Out,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    ));
+    let sub_b = p.b.client(V5, "sb");
+    p.b.subscribe(sub_b, "state/#", QoS::AtLeastOnce);
+    p.down.insert("b".into());
+    p.cut();
+    let pa = p.a.client(V5, "pa");
+    p.a.send(
+        pa,
+        &publish_retained("state/1", b"old", QoS::AtLeastOnce, 1),
+    );
+    p.a.send(pa, &publish_retained("state/1", b"new", QoS::AtMostOnce, 0));
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(
+        payloads(&recv_acking(&mut p, Side::B, sub_b)),
+        ["old", "new"]
+    );
+    assert_eq!(
+        retained_on(&mut p, Side::B, "state/1"),
+        Some(("new".into(), true))
+    );
+}
+
+/// On a topic that crosses both ways the local retained copy may be an old one from the
+/// remote: it is not sent back at connect, where it would overwrite the remote's newer value.
+#[test]
+fn retained_messages_from_the_remote_are_not_sent_back_at_connect() {
+    let mut p = pair_with(bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "state/#",
+            BridgeDirection::Both,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    ));
+    let pb = p.b.client(V5, "pb");
+    p.b.send(pb, &publish_retained("state/1", b"on", QoS::AtLeastOnce, 1));
+    p.pump();
+    assert_eq!(
+        retained_on(&mut p, Side::A, "state/1"),
+        Some(("on".into(), true))
+    );
+    p.down.insert("b".into());
+    p.cut();
+    p.b.send(
+        pb,
+        &publish_retained("state/1", b"off", QoS::AtLeastOnce, 2),
+    );
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(p.wires.len(), 1);
+    assert_eq!(
+        retained_on(&mut p, Side::B, "state/1"),
+        Some(("off".into(), true))
+    );
+    assert_eq!(
+        retained_on(&mut p, Side::A, "state/1"),
+        Some(("off".into(), true))
+    );
+}
+
+/// The bridge's own state topic, retained here, is not queued for the remote at connect: the
+/// "0" stored while it was down would arrive after the "1" it sends as it comes up.
+#[test]
+fn the_bridge_s_own_state_is_not_sent_as_a_retained_message() {
+    let mut b = bridge(
+        &["b"],
+        V5,
+        vec![line(
+            "$SYS/broker/connection/#",
+            BridgeDirection::Out,
+            QoS::AtLeastOnce,
+            "",
+            "",
+        )],
+    );
+    b.notifications = true;
+    let topic = b.notification_topic.clone();
+    let mut p = pair_with(b);
+    p.cut();
+    p.advance_secs(5);
+    assert_eq!(p.wires.len(), 1);
+    assert_eq!(
+        retained_on(&mut p, Side::B, &topic),
+        Some(("1".into(), true))
+    );
+}
+
+/// A retained message already waiting for the remote, queued or in flight, is not queued again
+/// at the next connect: a link that keeps failing does not fill the queue with copies.
+#[test]
+fn retained_messages_are_not_queued_twice_by_a_failing_link() {
+    let (mut w, conn) = scripted_with(
+        bridge(
+            &["r"],
+            V5,
+            vec![line("s/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+        ),
+        false,
+    );
+    // A remote that takes one message at a time, and fails before acknowledging any.
+    let mut ack = ConnAck {
+        session_present: true,
+        reason: ConnectReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    ack.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    w.send(conn, &Packet::ConnAck(ack.clone()));
+    w.recv(conn);
+    let pa = w.client(V5, "pa");
+    for (i, t) in ["s/1", "s/2", "s/3"].into_iter().enumerate() {
+        w.send(
+            pa,
+            &publish_retained(t, b"v", QoS::AtLeastOnce, i as u16 + 1),
+        );
+    }
+    assert_eq!(topics(&w.recv(conn)), ["s/1"]);
+    w.peer_close(conn);
+    let (conn, _) = redial(&mut w, &Packet::ConnAck(ack.clone()));
+    w.peer_close(conn);
+    let (conn, mut got) = redial(&mut w, &Packet::ConnAck(ack));
+    let mut all = Vec::new();
+    while let Some(id) = publishes(&got).first().and_then(|p| p.qos_pid.packet_id()) {
+        all.extend(topics(&got));
+        w.send(conn, &puback(id));
+        got = w.recv(conn);
+    }
+    assert_eq!(all, ["s/1", "s/2", "s/3"]);
+}
+
+/// The counts `$SYS/broker/clients/...` publishes, on A: (total, connected, connections open).
+fn client_counts(p: &Pair) -> (u64, u64, u64) {
+    let s = p.a.broker.stats();
+    (s.sessions, s.clients_connected, s.connections_open)
+}
+
+/// A bridge counts as a client, as Mosquitto's bridges do in its `$SYS` tree: a persistent
+/// local session is a client from the start, connected while the link is up; a clean one is
+/// a client only while the link is up. The counts come back to where they were when it goes.
+#[test]
+fn a_bridge_counts_as_a_client_while_its_session_exists() {
+    for (local_clean_session, total_when_down) in [(false, 1), (true, 0)] {
+        let mut b = bridge(
+            &["b"],
+            V5,
+            vec![line("q/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+        );
+        b.local_clean_session = local_clean_session;
+        let mut p = pair_with(b);
+        assert_eq!(client_counts(&p), (1, 1, 1), "clean {local_clean_session}");
+        p.down.insert("b".into());
+        p.cut();
+        assert_eq!(
+            client_counts(&p),
+            (total_when_down, 0, 0),
+            "clean {local_clean_session}"
+        );
+        // Refused dials leave no trace in the counts.
+        p.advance_secs(11);
+        assert_eq!(client_counts(&p), (total_when_down, 0, 0));
+        p.down.clear();
+        p.advance_secs(5);
+        assert_eq!(client_counts(&p), (1, 1, 1), "clean {local_clean_session}");
+        assert_eq!(p.a.broker.stats().clients_maximum, 1);
+        p.a.input(midge_core::broker::Input::Shutdown);
+        p.pump();
+        assert_eq!(client_counts(&p).1, 0);
+        assert_eq!(client_counts(&p).2, 0);
+    }
+}
+
+/// `max_queued_messages` bounds what waits for the remote while the link is down; the rest is
+/// dropped and counted, as for any session.
+#[test]
+fn max_queued_messages_bounds_the_bridge_queue() {
+    let mut a = with_bridge(bridge(
+        &["b"],
+        V5,
+        vec![line("q/#", BridgeDirection::Out, QoS::AtLeastOnce, "", "")],
+    ));
+    a.max_queued_messages = 2;
+    let mut p = Pair::new(a, Config::default());
+    let sub = p.b.client(V5, "sb");
+    p.b.subscribe(sub, "q/#", QoS::AtLeastOnce);
+    p.down.insert("b".into());
+    p.cut();
+    let pa = p.a.client(V5, "pa");
+    for (i, m) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        let m: &'static [u8] = Box::leak(m.to_vec().into_boxed_slice());
+        p.a.send(pa, &publish("q/x", m, QoS::AtLeastOnce, i as u16 + 1));
+    }
+    assert_eq!(p.a.broker.stats().dropped_queue_full, 1);
+    p.down.clear();
+    p.advance_secs(5);
+    assert_eq!(payloads(&recv_acking(&mut p, Side::B, sub)), ["one", "two"]);
+}
+
+/// Shutdown while the bridge waits out its backoff or waits for its dial: nothing is dialed
+/// afterwards, and a connection the driver makes for it anyway is closed at once.
+#[test]
+fn shutdown_stops_a_bridge_that_is_not_connected() {
+    let mut w = World::new(with_bridge(bridge(&["r"], V5, vec![])));
+    w.drain();
+    assert_eq!(w.dials, [(B0, 0)]);
+    w.dials.clear();
+    w.input(midge_core::broker::Input::Shutdown);
+    let conn = w.dialed(B0, V5);
+    assert!(w.is_closed(conn));
+    w.recv_none(conn);
+    w.advance_secs(60);
+    assert!(w.dials.is_empty());
+
+    let mut w = World::new(with_bridge(bridge(&["r"], V5, vec![])));
+    w.drain();
+    w.dials.clear();
+    w.input(midge_core::broker::Input::DialFailed { bridge: B0 });
+    w.input(midge_core::broker::Input::Shutdown);
+    w.advance_secs(60);
+    assert!(w.dials.is_empty());
+}
+
+/// The bridge's will ("0", retained, QoS 1) is more than some MQTT 5 remotes take: one without
+/// retained messages refuses it with CONNACK 0x9A [MQTT-3.2.2-13] (5.0), one limited to QoS 0
+/// with 0x9B [MQTT-3.2.2-12] (5.0). The bridge learns from the refusal and its next CONNECT
+/// carries a will the remote takes, instead of being refused forever.
+#[test]
+fn a_will_refused_by_the_remote_is_adapted_at_the_next_connect() {
+    for (remote, field) in [
+        (
+            Config {
+                retain_available: false,
+                ..Config::default()
+            },
+            "retain",
+        ),
+        (
+            Config {
+                listener_max_qos: [(midge_core::broker::ListenerId(0), QoS::AtMostOnce)].into(),
+                ..Config::default()
+            },
+            "qos",
+        ),
+    ] {
+        let mut b = bridge(&["b"], V5, vec![]);
+        b.notifications = true;
+        let topic = b.notification_topic.clone();
+        let mut p = Pair::new(with_bridge(b), remote);
+        assert!(p.wires.is_empty(), "{field}: the first CONNECT is refused");
+        p.advance_secs(5);
+        assert_eq!(p.wires.len(), 1, "{field}: the second is accepted");
+        assert_eq!(p.a.broker.stats().clients_connected, 1);
+        // The will still tells B's clients when the link dies.
+        let watch = p.b.client(V5, "wb");
+        p.b.send(watch, &subscribe(1, &topic, QoS::AtLeastOnce));
+        p.b.recv(watch);
+        p.cut();
+        assert_eq!(payloads(&p.b.recv(watch)), ["0"], "{field}");
+    }
+}

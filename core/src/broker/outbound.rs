@@ -329,6 +329,21 @@ impl OutboundState {
         }
     }
 
+    /// Moves a QoS 2 message in flight, not yet acknowledged, to QoS 1: it is sent again to a
+    /// peer that takes QoS 1 at most, which answers with PUBACK.
+    pub(crate) fn downgrade(&mut self, id: PacketId, qos: QoS) {
+        if qos != QoS::AtLeastOnce {
+            return;
+        }
+        if let Some(entry) = self.inflight.get_mut(&id)
+            && matches!(entry.stage, Stage::Qos2Sent(_))
+            && let Stage::Qos2Sent(mut d) = std::mem::replace(&mut entry.stage, Stage::Released)
+        {
+            d.qos = qos;
+            entry.stage = Stage::Qos1Sent(d);
+        }
+    }
+
     /// Gives up a message in flight that can no longer be sent (too large for the client).
     pub(crate) fn abandon(&mut self, id: PacketId) {
         self.remove(id);

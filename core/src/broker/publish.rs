@@ -538,7 +538,7 @@ impl Broker {
 
     /// Sends a delivery to the session's connected client: QoS 0 directly, QoS 1 and 2 with a
     /// fresh packet id in the window.
-    fn send_delivery(&mut self, key: SessionKey, d: Delivery) {
+    fn send_delivery(&mut self, key: SessionKey, mut d: Delivery) {
         // A copy whose expiry passed before its onward delivery started is deleted
         // [MQTT-3.3.2-5] (5.0). Once in flight it completes, resends included.
         if d.msg.expired(self.now) {
@@ -549,6 +549,16 @@ impl Broker {
         if !self.fits_client(key, &d) {
             self.record_discarded(key, &d);
             return;
+        }
+        // A bridge's remote may take less than the QoS the message was queued at
+        // [MQTT-3.2.2-11] (5.0); the limit is known only once its CONNACK arrived.
+        let max_qos = self.max_outgoing_qos(key);
+        if d.qos > max_qos {
+            d.qos = max_qos;
+            if max_qos == QoS::AtMostOnce {
+                // Nothing stays in flight for it: it leaves the log's queue before it is sent.
+                self.record_discarded(key, &d);
+            }
         }
         let packet_id = match d.qos {
             QoS::AtMostOnce => None,
@@ -566,11 +576,25 @@ impl Broker {
 
     /// Sends a message in flight again on a new connection: DUP set, same packet id
     /// [MQTT-4.4.0-1] [MQTT-3.3.1-1].
-    fn resend(&mut self, key: SessionKey, packet_id: PacketId, d: Delivery) {
+    fn resend(&mut self, key: SessionKey, packet_id: PacketId, mut d: Delivery) {
         if !self.fits_client(key, &d) {
             self.sessions[key].outbound.abandon(packet_id);
             self.record_outbound(key, packet_id, false);
             return;
+        }
+        // A bridge's remote that now takes less than the QoS the message went at before gets
+        // it at its Maximum QoS [MQTT-3.2.2-11] (5.0): at QoS 1 under the same packet id, at
+        // QoS 0 as a new PUBLISH with the flow ended here.
+        let max_qos = self.max_outgoing_qos(key);
+        if d.qos > max_qos {
+            d.qos = max_qos;
+            if max_qos == QoS::AtMostOnce {
+                self.sessions[key].outbound.abandon(packet_id);
+                self.record_outbound(key, packet_id, false);
+                self.write_publish(key, &d, None, false);
+                return;
+            }
+            self.sessions[key].outbound.downgrade(packet_id, max_qos);
         }
         self.write_publish(key, &d, Some(packet_id), true);
     }

@@ -19,7 +19,7 @@ use crate::broker::topic_alias::{InboundAliases, OutboundAliases};
 use crate::broker::{Action, Broker, Config, ConnId, ListenerId, keep_alive_deadline};
 use crate::codec::{
     ByteString, ConnAck, Connect, ConnectProperties, ConnectReason, Disconnect, DisconnectReason,
-    MAX_PACKET_SIZE, Packet, Publish, SubAck, Subscribe, SubscribeProperties, Subscription,
+    MAX_PACKET_SIZE, Packet, Publish, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
     SubscriptionOptions, topic,
 };
 use std::num::{NonZeroU16, NonZeroU32};
@@ -28,8 +28,8 @@ use std::num::{NonZeroU16, NonZeroU32};
 /// the session lasts until the bridge cleans it, as a 3.1.1 persistent session does.
 pub(crate) const REMOTE_SESSION_EXPIRY: u32 = u32::MAX;
 
-/// The CONNECT a bridge opens its link with.
-fn connect_packet(cfg: &BridgeConfig, config: &Config) -> Connect {
+/// The CONNECT a bridge opens its link with; `state` holds what the remote is known to take.
+fn connect_packet(cfg: &BridgeConfig, config: &Config, state: &BridgeState) -> Connect {
     let v5 = cfg.protocol.is_v5();
     let properties = if v5 {
         ConnectProperties {
@@ -56,14 +56,16 @@ fn connect_packet(cfg: &BridgeConfig, config: &Config) -> Connect {
         keep_alive: cfg.keepalive_secs,
         properties,
         client_id: ByteString::from(cfg.remote_clientid.as_str()),
-        will: notify::will(cfg),
+        will: notify::will(cfg, state.remote_max_qos, state.remote_retain),
         username: cfg.remote_username.as_deref().map(ByteString::from),
         password: cfg.remote_password.clone().map(bytes::Bytes::from),
     }
 }
 
-/// The SUBSCRIBE for the `in` topics, one subscription per line, in order.
-fn subscriptions(cfg: &BridgeConfig) -> Vec<Subscription> {
+/// The SUBSCRIBE for the `in` topics, one subscription per line, in order, each at the lower
+/// of its line's QoS and the remote's Maximum QoS `max_qos`: the remote would grant no more
+/// (5.0, 3.2.2.3.4), and asking for no more is what Mosquitto's bridges do.
+fn subscriptions(cfg: &BridgeConfig, max_qos: QoS) -> Vec<Subscription> {
     let v5 = cfg.protocol.is_v5();
     cfg.topics
         .iter()
@@ -82,7 +84,7 @@ fn subscriptions(cfg: &BridgeConfig) -> Vec<Subscription> {
                     // understands try_private.
                     no_local: v5,
                     retain_as_published: v5,
-                    ..SubscriptionOptions::new(t.qos)
+                    ..SubscriptionOptions::new(t.qos.min(max_qos))
                 },
             })
         })
@@ -148,7 +150,7 @@ impl Broker {
         }
         let cfg = &self.config.bridges[id.index()];
         let version = cfg.protocol;
-        let connect = Packet::Connect(connect_packet(cfg, &self.config));
+        let connect = Packet::Connect(connect_packet(cfg, &self.config, &self.bridges[id.index()]));
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connecting to {}:{}", cfg.name,
             cfg.addresses.get(self.bridges[id.index()].address).map_or("?", |a| a.host.as_str()),
             cfg.addresses.get(self.bridges[id.index()].address).map_or(0, |a| a.port));
@@ -282,6 +284,17 @@ impl Broker {
         let cfg = &self.config.bridges[id.index()];
         if ack.reason != ConnectReason::Success {
             tracing::warn!(target: crate::broker::CONNECTIONS, "bridge {} refused by the remote broker: {:?}", cfg.name, ack.reason);
+            // Only the will can be above what an MQTT 5 remote takes: the next CONNECT asks
+            // for less, rather than being refused again and again. A CONNACK that accepts
+            // says again what the remote takes.
+            if cfg.protocol.is_v5() {
+                let state = &mut self.bridges[id.index()];
+                match ack.reason {
+                    ConnectReason::RetainNotSupported => state.remote_retain = false,
+                    ConnectReason::QoSNotSupported => state.remote_max_qos = QoS::AtMostOnce,
+                    _ => {}
+                }
+            }
             return self.close_conn(conn_id, None, WillAction::Discard);
         }
         let version = cfg.protocol;
@@ -338,6 +351,8 @@ impl Broker {
         }
         self.stats.clients_connected += 1;
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
+        // While the session is not attached yet, so that they queue behind what waits.
+        self.queue_retained_for_remote(id, key);
         let session = &mut self.sessions[key];
         session.conn = Some(conn_id);
         session.version = version;
@@ -346,9 +361,16 @@ impl Broker {
         state.link = Link::Up { conn: conn_id };
         state.backoff.reset();
         state.remote_retain = ack.properties.retain_available != Some(false);
+        // Before anything is sent: what was queued or in flight at a higher QoS goes at this
+        // one [MQTT-3.2.2-11] (5.0).
+        state.remote_max_qos = match ack.properties.maximum_qos {
+            Some(q) if v5 => q,
+            _ => QoS::ExactlyOnce,
+        };
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connected (session present {})", self.config.bridges[id.index()].name, u8::from(ack.session_present));
 
-        let subs = subscriptions(&self.config.bridges[id.index()]);
+        let max_qos = self.bridges[id.index()].remote_max_qos;
+        let subs = subscriptions(&self.config.bridges[id.index()], max_qos);
         if !subs.is_empty()
             && let Some(packet_id) = self.sessions[key].outbound.reserve_packet_id()
         {
@@ -394,7 +416,7 @@ impl Broker {
         state.subscribe_id = None;
         self.sessions[key].outbound.release_reserved(s.packet_id);
         let cfg = &self.config.bridges[id.index()];
-        let filters = subscriptions(cfg);
+        let filters = subscriptions(cfg, state.remote_max_qos);
         for (sub, reason) in filters.iter().zip(&s.reasons) {
             if reason.is_error() {
                 tracing::warn!(bridge = %cfg.name, filter = %sub.filter, ?reason, "remote broker refused a bridge subscription");

@@ -8,12 +8,14 @@
 //! lives with its connection: messages published while the link is down are not forwarded
 //! (Mosquitto's behaviour), and nothing of it is persisted.
 
-use super::BridgeId;
+use super::{BridgeId, rename};
 use crate::broker::Broker;
+use crate::broker::message::{Delivery, Message};
 use crate::broker::session::{Expiry, Session, SessionKey};
 use crate::broker::subscribe::SubEntry;
-use crate::codec::{ByteString, topic};
-use std::collections::BTreeMap;
+use crate::codec::{ByteString, QoS, topic};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl Broker {
     /// Whether `client_id` is the local session of a bridge, which no client may use.
@@ -119,5 +121,76 @@ impl Broker {
             }
         }
         key
+    }
+}
+
+impl Broker {
+    /// Queues for the remote, as the link comes up and before it is attached, the retained
+    /// messages that the bridge's `out` lines match, RETAIN set (retain as published), each once
+    /// at the highest QoS of the lines matching it. This is what Mosquitto does when its bridge
+    /// makes its local subscriptions (`retain__queue` after `sub__add`, at every connect), so a
+    /// remote learns the retained states set before the bridge came up, or while it was down
+    /// and not queued (QoS 0, a full queue). They go behind what was already queued, so a
+    /// remote that gets both an older queued value and the retained one ends with the retained
+    /// one. They count against `max_retained_messages`, as retained messages sent on subscribe
+    /// do, and one already waiting for the remote is not queued again.
+    ///
+    /// Left out: expired messages; the bridge's own notification topic (its stale value would
+    /// follow the "1" sent at once); and unlike Mosquitto, topics that also come in from the
+    /// remote (`both` lines): the local copy may be one the remote sent and has since changed,
+    /// and sending it back would overwrite the newer value there, while the remote's value
+    /// comes here anyway on the SUBSCRIBE.
+    pub(super) fn queue_retained_for_remote(&mut self, id: BridgeId, key: SessionKey) {
+        let Some(cfg) = self.config.bridges.get(id.index()) else {
+            return;
+        };
+        let own = cfg.notifications.then_some(cfg.notification_topic.as_str());
+        let now = self.now;
+        // A retained message already queued or in flight for the remote (published while the
+        // link was down, or queued at an earlier connect and not sent yet) is not queued
+        // twice: a link that keeps failing would fill the queue with copies. The set is only
+        // asked whether it holds a message, never iterated.
+        let waiting: BTreeSet<*const Message> = self.sessions[key]
+            .outbound
+            .messages()
+            .map(Arc::as_ptr)
+            .collect();
+        let mut found: BTreeMap<ByteString, (QoS, Arc<Message>)> = BTreeMap::new();
+        for line in cfg.topics.iter().filter(|t| t.carries_out()) {
+            let filter = line.local_filter();
+            // The local subscription was not made for these (see `adopt_bridge_session`).
+            if !topic::is_valid_filter(&filter) || topic::is_shared(&filter) {
+                continue;
+            }
+            self.retained.for_each_match(&filter, |name, msg| {
+                if msg.expired(now) || Some(name) == own || waiting.contains(&Arc::as_ptr(msg)) {
+                    return;
+                }
+                let remote = rename::outgoing(cfg, name);
+                if rename::comes_in(cfg, remote.as_deref().unwrap_or(name)) {
+                    return;
+                }
+                let qos = msg.qos.min(line.qos);
+                found
+                    .entry(ByteString::from(name))
+                    .and_modify(|(q, _)| *q = (*q).max(qos))
+                    .or_insert_with(|| (qos, Arc::clone(msg)));
+            });
+        }
+        for (qos, msg) in found.into_values() {
+            self.deliver(
+                key,
+                Delivery {
+                    qos,
+                    retain: true,
+                    subscription_ids: Vec::new(),
+                    id: 0,
+                    recorded: false,
+                    on_subscribe: true,
+                    shared: None,
+                    msg,
+                },
+            );
+        }
     }
 }

@@ -23,9 +23,10 @@ mod rename;
 
 pub use config::{Backoff, BridgeAddress, BridgeConfig, BridgeDirection, BridgeId, BridgeTopic};
 
+use super::session::SessionKey;
 use super::time::Time;
-use super::{Config, ConnId};
-use crate::codec::{PacketId, Publish};
+use super::{Broker, Config, ConnId};
+use crate::codec::{PacketId, Publish, QoS};
 use backoff::BackoffState;
 
 /// What a bridge is doing.
@@ -55,6 +56,9 @@ pub(crate) struct BridgeState {
     /// The remote broker keeps retained messages (an MQTT 5 CONNACK may say it does not
     /// [MQTT-3.2.2-14] (5.0)): otherwise RETAIN is cleared on what the bridge sends it.
     pub remote_retain: bool,
+    /// The highest QoS the remote broker takes (an MQTT 5 CONNACK's Maximum QoS): nothing is
+    /// sent to it above that [MQTT-3.2.2-11] (5.0), and it is subscribed to at no more.
+    pub remote_max_qos: QoS,
 }
 
 impl BridgeState {
@@ -65,6 +69,7 @@ impl BridgeState {
             backoff: BackoffState::default(),
             subscribe_id: None,
             remote_retain: true,
+            remote_max_qos: QoS::ExactlyOnce,
         }
     }
 }
@@ -93,5 +98,16 @@ pub(crate) fn outgoing(
         .is_some_and(|s| !s.remote_retain)
     {
         publish.retain = false;
+    }
+}
+
+impl Broker {
+    /// The highest QoS at which a session's messages may go out now: the remote's Maximum QoS
+    /// for a bridge's local session, QoS 2 for a client's (a client announces no maximum).
+    pub(crate) fn max_outgoing_qos(&self, key: SessionKey) -> QoS {
+        self.sessions[key]
+            .bridge
+            .and_then(|id| self.bridges.get(id.index()))
+            .map_or(QoS::ExactlyOnce, |s| s.remote_max_qos)
     }
 }

@@ -34,13 +34,15 @@ fn remote(cfg: &BridgeConfig) -> Option<ByteString> {
     notification_topic(cfg).filter(|_| !cfg.notifications_local_only)
 }
 
-/// The will the link's CONNECT carries: "0", retained, at QoS 1 as Mosquitto's.
-pub(super) fn will(cfg: &BridgeConfig) -> Option<LastWill> {
+/// The will the link's CONNECT carries: "0", retained, at QoS 1 as Mosquitto's, but within
+/// what the remote is known to take (`max_qos`, `retain`): an MQTT 5 remote refuses a CONNECT
+/// whose will it cannot keep [MQTT-3.2.2-12] [MQTT-3.2.2-13] (5.0).
+pub(super) fn will(cfg: &BridgeConfig, max_qos: QoS, retain: bool) -> Option<LastWill> {
     remote(cfg).map(|topic| LastWill {
         topic,
         payload: payload(false),
-        qos: QoS::AtLeastOnce,
-        retain: true,
+        qos: QoS::AtLeastOnce.min(max_qos),
+        retain,
         properties: WillProperties::default(),
     })
 }

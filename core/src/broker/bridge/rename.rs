@@ -47,6 +47,16 @@ pub(crate) fn incoming(bridge: &BridgeConfig, topic: &str) -> Option<ByteString>
         .find_map(|t| swap_prefix(topic, &t.remote_filter(), &t.remote_prefix, &t.local_prefix))
 }
 
+/// Whether a message on remote topic `topic` comes in on some `in`/`both` line: the remote's
+/// retained message there is what this broker learns on subscribing.
+pub(crate) fn comes_in(bridge: &BridgeConfig, topic: &str) -> bool {
+    bridge
+        .topics
+        .iter()
+        .filter(|t| t.carries_in())
+        .any(|t| topic::matches(&t.remote_filter(), topic))
+}
+
 /// `to + T` for a topic `from + T` that `filter` matches. The prefix test is needed besides the
 /// match: `a/#` matches `a` itself, which does not start with the prefix `a/`.
 fn swap_prefix(topic: &str, filter: &str, from: &str, to: &str) -> Option<ByteString> {
@@ -131,6 +141,19 @@ mod tests {
         )]);
         assert_eq!(outgoing(&b, "local/topic").as_deref(), Some("remote/t"));
         assert_eq!(outgoing(&b, "local/topic/x"), None);
+    }
+
+    #[test]
+    fn a_remote_topic_comes_in_where_an_in_or_both_line_matches_it() {
+        let b = bridge(vec![
+            line("a/#", BridgeDirection::In, "l/", "r/"),
+            line("b/#", BridgeDirection::Out, "l/", "r/"),
+            line("c/#", BridgeDirection::Both, "l/", "r/"),
+        ]);
+        assert!(comes_in(&b, "r/a/1"));
+        assert!(!comes_in(&b, "r/b/1"));
+        assert!(comes_in(&b, "r/c/1"));
+        assert!(!comes_in(&b, "l/a/1"));
     }
 
     #[test]
