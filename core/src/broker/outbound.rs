@@ -195,6 +195,12 @@ impl Outbound {
             o.clear_reserved();
         }
     }
+
+    pub(crate) fn downgrade(&mut self, id: PacketId, max: QoS) {
+        if let Some(o) = self.existing() {
+            o.downgrade(id, max);
+        }
+    }
 }
 
 #[derive(Debug)]
