@@ -159,8 +159,9 @@ struct Handshake {
     accepted: Instant,
     /// Handed to the broker when the connection opens in it.
     peer: Option<SocketAddr>,
-    /// A bridge's connection that is not up yet.
-    dial: Option<Dialing>,
+    /// A bridge's connection that is not up yet. Boxed: accepted connections, the many, do
+    /// not pay for it.
+    dial: Option<Box<Dialing>>,
 }
 
 impl Conn {
@@ -199,19 +200,19 @@ impl Conn {
     /// The dial of a bridge's connection that is not up yet.
     fn dial(&self) -> Option<&Dialing> {
         match &self.phase {
-            Phase::Handshake(h) => h.dial.as_ref(),
+            Phase::Handshake(h) => h.dial.as_deref(),
             _ => None,
         }
     }
 
     fn dial_mut(&mut self) -> Option<&mut Dialing> {
         match &mut self.phase {
-            Phase::Handshake(h) => h.dial.as_mut(),
+            Phase::Handshake(h) => h.dial.as_deref_mut(),
             _ => None,
         }
     }
 
-    fn take_dial(&mut self) -> Option<Dialing> {
+    fn take_dial(&mut self) -> Option<Box<Dialing>> {
         match &mut self.phase {
             Phase::Handshake(h) => h.dial.take(),
             _ => None,
@@ -1099,7 +1100,7 @@ impl Server {
                 started,
             );
             if let Phase::Handshake(h) = &mut conn.phase {
-                h.dial = Some(Dialing {
+                h.dial = Some(Box::new(Dialing {
                     target,
                     host,
                     connecting: true,
@@ -1107,7 +1108,7 @@ impl Server {
                     fallback: addrs,
                     started,
                     error: None,
-                });
+                }));
             }
             entry.insert(conn);
             // The sweep fails the dial if it outlasts the handshake timeout.

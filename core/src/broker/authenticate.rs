@@ -213,7 +213,8 @@ impl Broker {
             return;
         };
         if matches!(conn.state, ConnState::Authenticating(_)) {
-            let state = std::mem::replace(&mut conn.state, ConnState::AwaitingConnect);
+            let opened = conn.opened().unwrap_or(self.now);
+            let state = std::mem::replace(&mut conn.state, ConnState::AwaitingConnect { opened });
             let ConnState::Authenticating(pending) = state else {
                 return;
             };

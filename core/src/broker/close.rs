@@ -118,7 +118,7 @@ impl Broker {
     /// Forgets a connection that is gone and detaches its session; a bridge's link that is gone
     /// makes the bridge dial again.
     fn detach(&mut self, id: ConnId, conn: Connection, will: WillAction, fate: SessionFate) {
-        let bridge = conn.bridge.map(|link| link.id);
+        let bridge = conn.bridge.as_ref().map(|link| link.id);
         self.detach_session(id, conn, will, fate);
         if let Some(bridge) = bridge {
             self.bridge_link_closed(bridge, id);

@@ -2,7 +2,7 @@
 
 use super::authenticate::Authenticated;
 use super::close::WillAction;
-use super::connection::{Client, ConnState, PendingConnect, Will};
+use super::connection::{Client, ConnState, Connection, PendingConnect, Will};
 use super::message::Message;
 use super::problem;
 use super::session::{Expiry, Session, SessionKey};
@@ -154,7 +154,13 @@ impl Broker {
             return self.refuse(id, version, max_packet_size, ConnectReason::PacketTooLarge);
         }
 
+        let opened = self
+            .conns
+            .get(&id)
+            .and_then(Connection::opened)
+            .unwrap_or(self.now);
         let pending = PendingConnect {
+            opened,
             connect: c,
             client_id,
             assigned,
@@ -179,6 +185,7 @@ impl Broker {
         authenticated: Option<Authenticated>,
     ) {
         let PendingConnect {
+            opened,
             connect: c,
             client_id,
             assigned,
@@ -352,7 +359,7 @@ impl Broker {
         };
         conn.state = ConnState::Connected(client);
         self.timers.cancel(
-            conn.opened.plus_millis(self.config.connect_timeout_ms),
+            opened.plus_millis(self.config.connect_timeout_ms),
             Timer::ConnectTimeout(id),
         );
         self.stats.clients_connected += 1;

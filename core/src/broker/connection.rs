@@ -51,8 +51,10 @@ pub(crate) struct Client {
 
 #[derive(Debug)]
 pub(crate) enum ConnState {
-    /// Opened; CONNECT not yet received.
-    AwaitingConnect,
+    /// Opened at `opened`; CONNECT (or, on a bridge's link, CONNACK) not yet received.
+    AwaitingConnect {
+        opened: Time,
+    },
     /// CONNECT asked for enhanced authentication, whose exchange runs (`Connection::auth`); the
     /// session is created or taken over only once it succeeds.
     Authenticating(Box<PendingConnect>),
@@ -62,6 +64,8 @@ pub(crate) enum ConnState {
 /// A checked CONNECT waiting for its enhanced authentication to finish.
 #[derive(Debug)]
 pub(crate) struct PendingConnect {
+    /// When the connection opened, for the connect timeout.
+    pub opened: Time,
     pub connect: Connect,
     pub client_id: ByteString,
     /// The client id the broker assigned, to announce in CONNACK.
@@ -95,7 +99,6 @@ pub(crate) struct Connection {
     /// The verified TLS client certificate identity, if any. Boxed rather than a `ByteString`:
     /// half the size in every connection, and a copy only for the few that have one.
     pub tls_identity: Option<Box<str>>,
-    pub opened: Time,
     /// Received bytes not yet decoded: at most one partial packet after each input.
     pub read_buf: BytesMut,
     /// Encoded packets not yet handed to the driver.
@@ -115,9 +118,8 @@ pub(crate) struct Connection {
     /// Set when the client's CONNECT named an Authentication Method.
     pub auth: Option<Box<EnhancedAuth>>,
     /// Set on a connection this broker dialed for a bridge: the broker is the client on it.
-    pub bridge: Option<BridgeLink>,
-    /// When output was last encoded for it, for a bridge's PINGREQ.
-    pub last_sent: Time,
+    /// Boxed: every other connection pays one pointer for it.
+    pub bridge: Option<Box<BridgeLink>>,
 }
 
 /// What a connection dialed for a bridge is: which bridge, in which protocol version.
@@ -125,6 +127,8 @@ pub(crate) struct Connection {
 pub(crate) struct BridgeLink {
     pub id: super::bridge::BridgeId,
     pub version: ProtocolVersion,
+    /// When output was last encoded for the link, for the bridge's PINGREQ.
+    pub last_sent: Time,
 }
 
 impl Connection {
@@ -133,7 +137,6 @@ impl Connection {
             listener,
             peer,
             tls_identity: None,
-            opened: now,
             read_buf: BytesMut::new(),
             out: BytesMut::new(),
             held: Held::default(),
@@ -141,10 +144,9 @@ impl Connection {
             read_paused: false,
             last_received: now,
             keep_alive_timer: None,
-            state: ConnState::AwaitingConnect,
+            state: ConnState::AwaitingConnect { opened: now },
             auth: None,
             bridge: None,
-            last_sent: now,
         }
     }
 
@@ -156,7 +158,17 @@ impl Connection {
     pub(crate) fn client(&self) -> Option<&Client> {
         match &self.state {
             ConnState::Connected(c) => Some(c),
-            ConnState::AwaitingConnect | ConnState::Authenticating(_) => None,
+            ConnState::AwaitingConnect { .. } | ConnState::Authenticating(_) => None,
+        }
+    }
+
+    /// When the connection opened, while it waits for its CONNECT (or CONNACK) to be
+    /// accepted: the connect timeout runs from then.
+    pub(crate) fn opened(&self) -> Option<Time> {
+        match &self.state {
+            ConnState::AwaitingConnect { opened } => Some(*opened),
+            ConnState::Authenticating(pending) => Some(pending.opened),
+            ConnState::Connected(_) => None,
         }
     }
 }

@@ -35,9 +35,9 @@ impl Broker {
             // peeking at that version first lets a CONNECT that fails be answered in it.
             let version = match &conn.state {
                 // This broker dialed it: it speaks the version of the bridge's CONNECT.
-                _ if conn.bridge.is_some() => conn.bridge.map(|b| b.version),
+                _ if conn.bridge.is_some() => conn.bridge.as_ref().map(|b| b.version),
                 ConnState::Connected(c) => Some(c.version),
-                ConnState::AwaitingConnect => codec::peek_connect_version(&conn.read_buf),
+                ConnState::AwaitingConnect { .. } => codec::peek_connect_version(&conn.read_buf),
                 // Only an MQTT 5 CONNECT can ask for enhanced authentication.
                 ConnState::Authenticating(_) => Some(ProtocolVersion::V5),
             };
@@ -73,7 +73,7 @@ impl Broker {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        if let Some(link) = conn.bridge {
+        if let Some(link) = conn.bridge.as_ref() {
             return self.bridge_dispatch(id, link.id, packet);
         }
         let Some(client) = conn.client() else {

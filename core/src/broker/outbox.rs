@@ -48,7 +48,9 @@ impl Outbox {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
-        conn.last_sent = self.now;
+        if let Some(link) = conn.bridge.as_mut() {
+            link.last_sent = self.now;
+        }
         if self.written > self.durable || !conn.held.is_empty() {
             let n = conn
                 .held

@@ -46,7 +46,7 @@ impl Broker {
             let topic = std::mem::take(&mut p.topic);
             let resolved = self.conns.get_mut(&id).and_then(|c| match &mut c.state {
                 ConnState::Connected(client) => Some(client.inbound_aliases.resolve(topic, alias)),
-                ConnState::AwaitingConnect | ConnState::Authenticating(_) => None,
+                ConnState::AwaitingConnect { .. } | ConnState::Authenticating(_) => None,
             });
             match resolved {
                 Some(Ok(topic)) => p.topic = topic,
@@ -380,7 +380,7 @@ impl Broker {
         }
         let mut publish = d.to_publish(PacketId::new(1), false, self.now);
         // A bridge sends it under its remote name, which may be longer.
-        if let Some(link) = conn.bridge {
+        if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
         Packet::Publish(publish)
@@ -624,7 +624,7 @@ impl Broker {
         };
         let version = client.version;
         let mut publish = d.to_publish(id, dup, self.now);
-        if let Some(link) = conn.bridge {
+        if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
         let packet = client

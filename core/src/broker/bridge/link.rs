@@ -155,7 +155,11 @@ impl Broker {
             cfg.addresses.get(self.bridges[id.index()].address).map_or("?", |a| a.host.as_str()),
             cfg.addresses.get(self.bridges[id.index()].address).map_or(0, |a| a.port));
         let mut conn = Connection::new(ListenerId::default(), None, self.now);
-        conn.bridge = Some(BridgeLink { id, version });
+        conn.bridge = Some(Box::new(BridgeLink {
+            id,
+            version,
+            last_sent: self.now,
+        }));
         self.stats.connections_opened += 1;
         self.stats.connections_open += 1;
         if let Err(e) = self
@@ -440,7 +444,10 @@ impl Broker {
         if keep_alive == 0 {
             return;
         }
-        let due = conn.last_sent.plus_millis(keep_alive);
+        let Some(last_sent) = conn.bridge.as_ref().map(|b| b.last_sent) else {
+            return;
+        };
+        let due = last_sent.plus_millis(keep_alive);
         if due <= self.now {
             self.reply(id, &Packet::PingReq);
             self.timers
