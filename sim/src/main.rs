@@ -6,6 +6,7 @@
 //! midge-sim --bug NAME ...           plants a bug in the broker (see --list-bugs)
 //! midge-sim --secs S                 simulated seconds of workload per run (default 20)
 //! midge-sim --jobs J                 worker threads for --seeds (default: every core)
+//! midge-sim --hashes                 also prints every seed's trace hash, in seed order
 //! ```
 
 use midge_sim::{Bug, DEFAULT_SECS, Options, Outcome, SEC, run, run_twice};
@@ -25,7 +26,7 @@ macro_rules! say {
 /// Every this many seeds of a range is run twice to check determinism.
 const TWICE_EVERY: u64 = 16;
 
-const USAGE: &str = "usage: midge-sim (--seed N [--trace] | --seeds A..B [--jobs J] | --list-bugs) [--bug NAME] [--secs S] [--keep EVENTS]";
+const USAGE: &str = "usage: midge-sim (--seed N [--trace] | --seeds A..B [--jobs J] [--hashes] | --list-bugs) [--bug NAME] [--secs S] [--keep EVENTS]";
 
 struct Args {
     seed: Option<u64>,
@@ -36,6 +37,8 @@ struct Args {
     jobs: usize,
     keep: usize,
     list_bugs: bool,
+    /// Print each seed's trace hash: two builds that must run alike compare these lists.
+    hashes: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -48,6 +51,7 @@ fn parse() -> Result<Args, String> {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         keep: 80,
         list_bugs: false,
+        hashes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -91,6 +95,7 @@ fn parse() -> Result<Args, String> {
             }
             "--trace" => args.trace = true,
             "--list-bugs" => args.list_bugs = true,
+            "--hashes" => args.hashes = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -158,6 +163,13 @@ fn main() -> ExitCode {
     let passed = outcomes.len() - failed;
     let events: u64 = outcomes.iter().map(|o| o.events).sum();
     let sim: f64 = outcomes.iter().map(|o| o.sim_time as f64).sum::<f64>() / SEC as f64;
+    if args.hashes {
+        let mut sorted: Vec<&Outcome> = outcomes.iter().collect();
+        sorted.sort_unstable_by_key(|o| o.seed);
+        for o in sorted {
+            say!("seed {} hash {:016x} events {}", o.seed, o.hash, o.events);
+        }
+    }
     if b - a > 1 {
         say!(
             "sim: {} seeds in {wall:.1} s on {} threads: {events} events ({:.0} per second), {sim:.0} simulated s ({:.0} per second)",
