@@ -7,6 +7,7 @@
 //! memory stays bounded and that every drop is counted. A failing seed replays the same run,
 //! event for event. See ARCHITECTURE.md.
 
+pub mod bridge;
 pub mod checker;
 pub mod client;
 pub mod disk;

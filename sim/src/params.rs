@@ -73,6 +73,8 @@ pub struct ClientSpec {
     pub topic_alias_maximum: u16,
     /// MQTT 5: the share of its ordinary publishes that carry a Message Expiry Interval.
     pub expiring_share: f64,
+    /// The broker (host) it connects to.
+    pub host: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -114,14 +116,21 @@ pub struct DiskParams {
     pub compaction_crash: f64,
 }
 
+/// One broker of the run.
+#[derive(Debug, Clone)]
+pub struct HostParams {
+    pub config: Config,
+    /// Mean time between crashes of this broker, or none.
+    pub crash_mean: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Params {
-    pub config: Config,
+    /// The brokers; clients name theirs by index.
+    pub hosts: Vec<HostParams>,
     pub clients: Vec<ClientSpec>,
     pub net: NetParams,
     pub disk: DiskParams,
-    /// Mean time between broker crashes, or none.
-    pub crash_mean: Option<u64>,
     pub downtime_max: u64,
     /// Simulated time with faults and new messages, then the quiet period.
     pub workload: u64,
@@ -285,11 +294,10 @@ impl Params {
             }
         }
         Params {
-            config,
+            hosts: vec![HostParams { config, crash_mean }],
             clients,
             net,
             disk,
-            crash_mean,
             downtime_max,
             workload: workload_secs * SEC,
             quiet_max: 1200 * SEC,
@@ -390,5 +398,6 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
         shared_worker: false,
         topic_alias_maximum: 0,
         expiring_share: 0.0,
+        host: 0,
     }
 }
