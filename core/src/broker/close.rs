@@ -115,8 +115,23 @@ impl Broker {
         }
     }
 
-    /// Forgets a connection that is gone and detaches its session.
+    /// Forgets a connection that is gone and detaches its session; a bridge's link that is gone
+    /// makes the bridge dial again.
     fn detach(&mut self, id: ConnId, conn: Connection, will: WillAction, fate: SessionFate) {
+        let bridge = conn.bridge.map(|link| link.id);
+        self.detach_session(id, conn, will, fate);
+        if let Some(bridge) = bridge {
+            self.bridge_link_closed(bridge, id);
+        }
+    }
+
+    fn detach_session(
+        &mut self,
+        id: ConnId,
+        conn: Connection,
+        will: WillAction,
+        fate: SessionFate,
+    ) {
         self.stats.connections_open -= 1;
         let ConnState::Connected(client) = conn.state else {
             return;

@@ -57,6 +57,18 @@ impl Broker {
             c.client_id.clone()
         };
 
+        // A bridge's local session belongs to the bridge: a client taking it over would take
+        // the bridge's queue and subscriptions with it.
+        if self.is_bridge_client_id(&client_id) {
+            tracing::info!(conn = id.0, client_id = %client_id, "client id of a bridge's local session refused");
+            return self.refuse(
+                id,
+                version,
+                max_packet_size,
+                ConnectReason::ClientIdentifierNotValid,
+            );
+        }
+
         // Keep alive within the configured maximum.
         let mut keep_alive = c.keep_alive;
         let mut server_keep_alive = None;
@@ -330,6 +342,7 @@ impl Broker {
                     .unwrap_or(0)
                     .min(self.config.max_topic_alias_broker),
             ),
+            is_bridge: c.bridge,
         };
         let Some(conn) = self.conns.get_mut(&id) else {
             return;

@@ -42,6 +42,10 @@ pub(crate) struct Client {
     pub inbound_aliases: InboundAliases,
     /// Topic aliases the broker set for PUBLISH packets to the client.
     pub outbound_aliases: OutboundAliases,
+    /// The client announced itself as a bridge (the top bit of a 3.1.x protocol level,
+    /// Mosquitto's `try_private`): its subscriptions get no local and retain as published, so
+    /// what it forwards here does not go back to it.
+    pub is_bridge: bool,
 }
 
 #[derive(Debug)]
@@ -108,6 +112,17 @@ pub(crate) struct Connection {
     pub state: ConnState,
     /// Set when the client's CONNECT named an Authentication Method.
     pub auth: Option<Box<EnhancedAuth>>,
+    /// Set on a connection this broker dialed for a bridge: the broker is the client on it.
+    pub bridge: Option<BridgeLink>,
+    /// When output was last encoded for it, for a bridge's PINGREQ.
+    pub last_sent: Time,
+}
+
+/// What a connection dialed for a bridge is: which bridge, in which protocol version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BridgeLink {
+    pub id: super::bridge::BridgeId,
+    pub version: ProtocolVersion,
 }
 
 impl Connection {
@@ -126,6 +141,8 @@ impl Connection {
             keep_alive_timer: None,
             state: ConnState::AwaitingConnect,
             auth: None,
+            bridge: None,
+            last_sent: now,
         }
     }
 

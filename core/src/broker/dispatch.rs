@@ -34,6 +34,8 @@ impl Broker {
             // Before CONNECT only a CONNECT is acceptable, and it decodes by its own version;
             // peeking at that version first lets a CONNECT that fails be answered in it.
             let version = match &conn.state {
+                // This broker dialed it: it speaks the version of the bridge's CONNECT.
+                _ if conn.bridge.is_some() => conn.bridge.map(|b| b.version),
                 ConnState::Connected(c) => Some(c.version),
                 ConnState::AwaitingConnect => codec::peek_connect_version(&conn.read_buf),
                 // Only an MQTT 5 CONNECT can ask for enhanced authentication.
@@ -71,6 +73,9 @@ impl Broker {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
+        if let Some(link) = conn.bridge {
+            return self.bridge_dispatch(id, link.id, packet);
+        }
         let Some(client) = conn.client() else {
             let authenticating = matches!(conn.state, ConnState::Authenticating(_));
             match packet {
@@ -174,6 +179,13 @@ impl Broker {
             return;
         };
         tracing::debug!(conn = id.0, error = %e, "malformed packet");
+        // From a bridge's remote broker: the link closes, MQTT 5 with DISCONNECT and the reason
+        // once connected [MQTT-4.13.1-1] (5.0), and the bridge dials again after its backoff.
+        if conn.bridge.is_some() {
+            let reason = conn.client().map(|_| e.disconnect_reason());
+            tracing::warn!(conn = id.0, error = %e, "malformed packet from a bridge's remote broker");
+            return self.close_conn(id, reason, WillAction::Discard);
+        }
         if conn.client().is_some() {
             self.protocol_error(id, e.disconnect_reason());
             return;

@@ -180,11 +180,21 @@ pub struct Broker {
     /// Last stored message id and delivery id given out.
     next_message_id: u64,
     next_delivery_id: u64,
+    /// The state of each configured bridge, indexed by `BridgeId`.
+    bridges: Vec<bridge::BridgeState>,
 }
 
 impl Broker {
-    /// A broker with no sessions.
+    /// A broker with no sessions. Each configured bridge sets up its local session and asks
+    /// for its first [`Action::Dial`].
     pub fn new(config: Config) -> Broker {
+        let mut b = Broker::empty(config);
+        b.start_bridges();
+        b
+    }
+
+    /// A broker with no sessions and no bridge started.
+    fn empty(config: Config) -> Broker {
         let rng = ChaCha20Rng::from_seed(config.client_id_seed);
         Broker {
             config,
@@ -208,6 +218,7 @@ impl Broker {
             log: bytes::BytesMut::new(),
             next_message_id: 0,
             next_delivery_id: 0,
+            bridges: Vec::new(),
         }
     }
 
@@ -233,6 +244,11 @@ impl Broker {
             return true;
         }
         let session = &self.sessions[key];
+        // A bridge is the broker's own link, configured by its operator: as in Mosquitto, no
+        // ACL applies to what it forwards either way.
+        if session.bridge.is_some() {
+            return true;
+        }
         let client = ClientRef {
             listener: session.listener,
             client_id: &session.client_id,
@@ -255,6 +271,7 @@ impl Broker {
     /// `now` than the last one counts as the last one.
     pub fn handle(&mut self, now: Time, input: Input<'_>) {
         self.now = self.now.max(now);
+        self.outbox.now = self.now;
         if !self.sys.is_started() {
             self.sys_start();
         }
@@ -286,9 +303,8 @@ impl Broker {
                 }
             }
             Input::Durable { lsn } => self.outbox.durable(lsn, &mut self.conns),
-            // No bridge is dialed yet: a connection offered for one is closed unused.
-            Input::Dialed { conn, .. } => self.outbox.push(Action::Close { conn }),
-            Input::DialFailed { .. } => {}
+            Input::Dialed { bridge, conn } => self.bridge_dialed(bridge, conn),
+            Input::DialFailed { bridge } => self.bridge_dial_failed(bridge),
             Input::Tick => {}
             Input::Shutdown => self.shutdown(),
         }
@@ -314,6 +330,7 @@ impl Broker {
     /// the connection (5.0, 3.1.2.5).
     fn shutdown(&mut self) {
         self.shutting_down = true;
+        self.shutdown_bridges();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.close_conn(
@@ -379,6 +396,8 @@ impl Broker {
                     }
                 }
                 Timer::Sys => self.sys_due(at),
+                Timer::BridgePing(id) => self.bridge_ping_due(id),
+                Timer::BridgeRedial(bridge) => self.bridge_redial_due(bridge, at),
                 Timer::WillDelay(key) => {
                     let due = self.sessions.get(key).is_some_and(|s| {
                         s.conn.is_none() && s.pending_will.as_ref().is_some_and(|(t, _)| *t == at)
@@ -410,11 +429,13 @@ impl Broker {
             self.timers.schedule(deadline, Timer::KeepAlive(id));
         } else {
             tracing::debug!(conn = id.0, client_id = %client.client_id, "keep alive timed out");
-            self.close_conn(
-                id,
-                Some(crate::codec::DisconnectReason::KeepAliveTimeout),
-                close::WillAction::Publish,
-            );
+            // A bridge's remote broker is not told: Keep Alive timeout is a server's reason
+            // code, and the link is silent anyway. The remote publishes the bridge's will.
+            let reason = match conn.bridge {
+                Some(_) => None,
+                None => Some(crate::codec::DisconnectReason::KeepAliveTimeout),
+            };
+            self.close_conn(id, reason, close::WillAction::Publish);
         }
     }
 }

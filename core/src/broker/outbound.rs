@@ -63,6 +63,10 @@ pub(crate) struct Outbound {
     waiting_publishes: usize,
     last_packet_id: u16,
     next_seq: u64,
+    /// A packet id the session's bridge uses for its SUBSCRIBE to the remote broker until the
+    /// SUBACK: the client's packets share one id space [MQTT-2.3.1-2] (3.1.1) [MQTT-2.2.1-3]
+    /// (5.0), so no PUBLISH may take it meanwhile.
+    reserved: Option<PacketId>,
 }
 
 impl Outbound {
@@ -167,11 +171,37 @@ impl Outbound {
             self.last_packet_id = self.last_packet_id.wrapping_add(1);
             if let Some(id) = PacketId::new(self.last_packet_id)
                 && !self.inflight.contains_key(&id)
+                && self.reserved != Some(id)
             {
                 return Some(id);
             }
         }
         None
+    }
+
+    /// Takes a packet id out of use for PUBLISH until [`Outbound::release_reserved`], for a
+    /// bridge's SUBSCRIBE.
+    pub(crate) fn reserve_packet_id(&mut self) -> Option<PacketId> {
+        self.reserved = None;
+        let id = self.allocate_packet_id()?;
+        self.reserved = Some(id);
+        Some(id)
+    }
+
+    /// The SUBACK for the reserved id arrived, or the link it was sent on is gone. False when
+    /// `id` was not reserved.
+    pub(crate) fn release_reserved(&mut self, id: PacketId) -> bool {
+        if self.reserved == Some(id) {
+            self.reserved = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets the reserved id: the link its SUBSCRIBE went on is gone.
+    pub(crate) fn clear_reserved(&mut self) {
+        self.reserved = None;
     }
 
     /// Puts a QoS 1 or 2 delivery in flight and returns its packet id.

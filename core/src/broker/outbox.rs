@@ -33,6 +33,8 @@ pub(crate) struct Outbox {
     /// Bytes of closed connections' released output, added to `Stats::bytes_sent` at the
     /// next poll (release happens where the counters are not at hand).
     released_uncounted: u64,
+    /// The time of the input being handled, to stamp `Connection::last_sent`.
+    pub(crate) now: super::Time,
 }
 
 impl Outbox {
@@ -45,6 +47,7 @@ impl Outbox {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
+        conn.last_sent = self.now;
         if self.written > self.durable || !conn.held.is_empty() {
             let n = conn
                 .held

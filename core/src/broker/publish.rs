@@ -26,10 +26,13 @@ impl Broker {
             return;
         };
         let v5 = client.version.is_v5();
+        // A bridge's remote broker sends at most the QoS the bridge subscribed with; the
+        // listener limits are for clients.
+        let bridged = conn.bridge.is_some();
         // A QoS above the listener's maximum, which MQTT 5 clients were told in CONNACK
         // [MQTT-3.2.2-11] (5.0), closes the connection: MQTT 5 with DISCONNECT 0x9B (5.0,
         // 3.2.2.3.4), 3.1.x without a word, as Mosquitto does.
-        if p.qos_pid.qos() > self.config.max_qos(conn.listener) {
+        if !bridged && p.qos_pid.qos() > self.config.max_qos(conn.listener) {
             tracing::debug!(conn = id.0, qos = ?p.qos_pid.qos(), "PUBLISH above the listener's max_qos");
             return self.protocol_error(id, DisconnectReason::QoSNotSupported);
         }
@@ -119,7 +122,7 @@ impl Broker {
     /// from the acknowledgement's reason code (5.0, 3.4.2.1); 3.1.x acknowledgements cannot say
     /// it, so those clients are acknowledged as usual (Mosquitto's behaviour) and the message is
     /// dropped. QoS 0 has no acknowledgement to carry it.
-    fn publish_refused(
+    pub(super) fn publish_refused(
         &mut self,
         id: ConnId,
         key: SessionKey,
@@ -366,17 +369,23 @@ impl Broker {
 
     /// Whether a delivery exceeds the Maximum Packet Size of the session's connected client.
     fn too_large_for(&self, key: SessionKey, d: &Delivery) -> bool {
-        let Some(client) = self.sessions[key]
-            .conn
-            .and_then(|id| self.conns.get(&id))
-            .and_then(|c| c.client())
-        else {
+        let Some(conn) = self.sessions[key].conn.and_then(|id| self.conns.get(&id)) else {
             return false;
         };
-        client.max_packet_size < MAX_PACKET_SIZE
-            && Packet::Publish(d.to_publish(PacketId::new(1), false, self.now))
-                .encoded_len(client.version)
-                .is_ok_and(|len| len > client.max_packet_size as usize)
+        let Some(client) = conn.client() else {
+            return false;
+        };
+        if client.max_packet_size >= MAX_PACKET_SIZE {
+            return false;
+        }
+        let mut publish = d.to_publish(PacketId::new(1), false, self.now);
+        // A bridge sends it under its remote name, which may be longer.
+        if let Some(link) = conn.bridge {
+            super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
+        }
+        Packet::Publish(publish)
+            .encoded_len(client.version)
+            .is_ok_and(|len| len > client.max_packet_size as usize)
     }
 
     /// The member of a group a message goes to, taking turns: the first, after the one chosen
@@ -591,11 +600,13 @@ impl Broker {
             return;
         };
         let version = client.version;
-        let packet = client.outbound_aliases.apply(
-            d.to_publish(id, dup, self.now),
-            version,
-            client.max_packet_size,
-        );
+        let mut publish = d.to_publish(id, dup, self.now);
+        if let Some(link) = conn.bridge {
+            super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
+        }
+        let packet = client
+            .outbound_aliases
+            .apply(publish, version, client.max_packet_size);
         match self
             .outbox
             .write(conn_id, conn, version, &packet, &mut self.stats)

@@ -18,8 +18,9 @@ impl Broker {
     /// wills of clients that were connected when the broker stopped, due after their delay (their
     /// connection did not end with DISCONNECT). Expiry intervals count from `now`.
     pub fn recover(config: Config, state: &State, now: Time) -> Broker {
-        let mut b = Broker::new(config);
+        let mut b = Broker::empty(config);
         b.now = now;
+        b.outbox.now = now;
         let lsn = state.last_lsn();
         b.last_lsn = lsn;
         b.outbox.written(lsn);
@@ -118,6 +119,8 @@ impl Broker {
                 b.timers.schedule(at, Timer::SessionExpiry(key));
             }
         }
+        // After the sessions: a bridge adopts the local session it had before the restart.
+        b.start_bridges();
         b
     }
 }

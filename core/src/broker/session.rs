@@ -61,6 +61,9 @@ pub(crate) struct Session {
     pub persisted: bool,
     /// A WillSet record stands for it.
     pub will_recorded: bool,
+    /// The bridge whose local session this is: its client is this broker's link to another
+    /// one, which no client may take over and the authorizer is not asked about.
+    pub bridge: Option<super::bridge::BridgeId>,
 }
 
 impl Session {
@@ -80,6 +83,7 @@ impl Session {
             dropped_unreported: 0,
             persisted: false,
             will_recorded: false,
+            bridge: None,
         }
     }
 }

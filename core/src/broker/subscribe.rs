@@ -33,6 +33,14 @@ impl Broker {
             return;
         };
         let max_qos = self.config.max_qos(listener);
+        // A client that announced itself as a bridge gets no local and retain as published on
+        // every subscription, as Mosquitto gives its `is_bridge` clients: a 3.1.1 bridge cannot
+        // ask for them, and without them a topic bridged both ways would loop.
+        let from_bridge = self
+            .conns
+            .get(&id)
+            .and_then(|c| c.client())
+            .is_some_and(|c| c.is_bridge);
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         let mut retained = Vec::new();
         let mut expired = Vec::new();
@@ -66,8 +74,8 @@ impl Broker {
             let granted = sub.options.qos.min(max_qos);
             let entry = SubEntry {
                 qos: granted,
-                no_local: sub.options.no_local,
-                retain_as_published: sub.options.retain_as_published,
+                no_local: sub.options.no_local || from_bridge,
+                retain_as_published: sub.options.retain_as_published || from_bridge,
                 subscription_id,
             };
             // An identical filter replaces the subscription [MQTT-3.8.4-3].

@@ -21,6 +21,10 @@ pub(crate) enum Timer {
     WillDelay(SessionKey),
     /// The `$SYS` tree is due for publication.
     Sys,
+    /// A bridge's link may have been silent long enough to need a PINGREQ.
+    BridgePing(ConnId),
+    /// A bridge waiting out its backoff may dial again.
+    BridgeRedial(super::bridge::BridgeId),
 }
 
 #[derive(Debug, Default)]

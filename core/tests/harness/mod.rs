@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)] // Each test file uses a different part of the harness.
 
 use bytes::{Bytes, BytesMut};
+use midge_core::broker::bridge::BridgeId;
 use midge_core::broker::{Action, Broker, Config, ConnId, Input, ListenerId, Open, Time};
 use midge_core::codec::{
     self, ByteString, ConnAck, Connect, ConnectProperties, ConnectReason, Disconnect,
@@ -36,6 +37,10 @@ pub struct World {
     pub durable: u64,
     /// Report records durable as soon as they are written (a disk with instant fsync).
     pub auto_durable: bool,
+    /// The length of `disk` that was reported durable: what a crash keeps.
+    pub durable_len: usize,
+    /// `Action::Dial`s not yet answered, in order.
+    pub dials: Vec<(BridgeId, usize)>,
 }
 
 impl World {
@@ -53,6 +58,8 @@ impl World {
             written: 0,
             durable: 0,
             auto_durable: true,
+            durable_len: 0,
+            dials: Vec::new(),
         }
     }
 
@@ -71,6 +78,7 @@ impl World {
         w.disk = disk.clone();
         w.written = state.last_lsn();
         w.durable = state.last_lsn();
+        w.durable_len = w.disk.len();
         w
     }
 
@@ -78,6 +86,7 @@ impl World {
     pub fn make_durable(&mut self) {
         if self.durable < self.written {
             self.durable = self.written;
+            self.durable_len = self.disk.len();
             let lsn = self.durable;
             self.broker.handle(self.now, Input::Durable { lsn });
             self.drain_once();
@@ -88,7 +97,7 @@ impl World {
         World::new(Config::default())
     }
 
-    fn input(&mut self, input: Input<'_>) {
+    pub fn input(&mut self, input: Input<'_>) {
         self.broker.handle(self.now, input);
         self.drain();
     }
@@ -125,11 +134,37 @@ impl World {
                     self.disk.extend_from_slice(bytes);
                     self.written = *lsn;
                 }
-                // Recorded in the log; a test of bridges answers it.
-                Action::Dial { .. } => {}
+                // A test of bridges answers it.
+                Action::Dial { bridge, address } => self.dials.push((*bridge, *address)),
             }
             self.log.push(action);
         }
+    }
+
+    /// A connection id no connection of this world uses.
+    pub fn fresh_conn(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        conn
+    }
+
+    /// Answers a bridge's dial with a new connection whose bytes are decoded in `version`
+    /// (the test plays the remote broker on it).
+    pub fn dialed(&mut self, bridge: BridgeId, version: ProtocolVersion) -> ConnId {
+        let conn = self.fresh_conn();
+        self.versions.insert(conn, version);
+        self.input(Input::Dialed { bridge, conn });
+        conn
+    }
+
+    /// Takes the bytes the broker sent on a connection and not yet read.
+    pub fn take_bytes(&mut self, conn: ConnId) -> BytesMut {
+        self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    /// Hands the broker `Input::Tick` at the current time.
+    pub fn tick(&mut self) {
+        self.input(Input::Tick);
     }
 
     /// Opens a connection without sending anything.
