@@ -7,20 +7,110 @@
 //! `down`, and a crash of either broker ends the link as it ends a client's.
 //!
 //! Addresses name hosts: `host_name(h)`; the port is not looked at.
+//!
+//! Two things are watched for the checker. The wire: every packet that crosses a bridge link
+//! is decoded as the receiving broker reads it (`Tap`), and each PUBLISH must come from the
+//! broker its message was published on (never back to it: a loop), with the name and at most
+//! the QoS the configuration gives it (`crossing.rs`). And the subscriptions that forward
+//! messages (`Watch`): the bridge's session on its own broker for `out` lines, on the remote
+//! for `in` lines; from when they are durable, what is published is owed across.
 
+use crate::checker::Checker;
+use crate::crossing::Crossing;
 use crate::host::HostConn;
 use crate::net::{Dialer, LinkId};
+use crate::payload;
 use crate::trace::Ev;
 use crate::world::{Event, World};
-use midge_core::broker::bridge::BridgeId;
+use bytes::BytesMut;
+use midge_core::broker::bridge::{BridgeConfig, BridgeId};
 use midge_core::broker::{ConnId, Input};
+use midge_core::codec::{self, ByteString, Packet, ProtocolVersion};
+use midge_core::persist::Lsn;
+use std::collections::BTreeMap;
+
+/// One direction of a bridge link, decoded as it is read.
+#[derive(Debug)]
+pub struct Tap {
+    version: ProtocolVersion,
+    rx: BytesMut,
+    /// Topic aliases the sender set on this connection.
+    aliases: BTreeMap<u16, ByteString>,
+}
+
+/// Subscriptions a direction of a bridge forwards by, on the broker that holds them.
+#[derive(Debug)]
+pub struct Watch {
+    pub host: usize,
+    pub session: String,
+    pub filters: Vec<String>,
+    /// Messages published on `from` are owed on `to` once these are durable.
+    pub from: usize,
+    pub to: usize,
+    /// The LSN of the write that first held them all, awaiting durability.
+    pending: Option<Lsn>,
+    /// Durable since.
+    pub since: Option<u64>,
+}
+
+/// The watches of bridge `config` of host `local`, dialing `remote`.
+pub fn watches(local: usize, remote: usize, config: &BridgeConfig) -> Vec<Watch> {
+    let mut out = Vec::new();
+    let filters = |outward: bool| {
+        let mut f: Vec<String> = config
+            .topics
+            .iter()
+            .filter(|t| match t.direction {
+                midge_core::broker::bridge::BridgeDirection::Out => outward,
+                midge_core::broker::bridge::BridgeDirection::In => !outward,
+                midge_core::broker::bridge::BridgeDirection::Both => true,
+            })
+            .map(|t| {
+                let prefix = if outward {
+                    &t.local_prefix
+                } else {
+                    &t.remote_prefix
+                };
+                format!("{prefix}{}", t.pattern)
+            })
+            .collect();
+        f.sort();
+        f.dedup();
+        f
+    };
+    let (outward, inward) = (filters(true), filters(false));
+    if !outward.is_empty() {
+        out.push(Watch {
+            host: local,
+            session: config.local_clientid.clone(),
+            filters: outward,
+            from: local,
+            to: remote,
+            pending: None,
+            since: None,
+        });
+    }
+    if !inward.is_empty() {
+        out.push(Watch {
+            host: remote,
+            session: config.remote_clientid.clone(),
+            filters: inward,
+            from: remote,
+            to: local,
+            pending: None,
+            since: None,
+        });
+    }
+    out
+}
 
 /// The address a bridge dials to reach host `h`.
 pub fn host_name(h: usize) -> String {
     format!("broker-{h}")
 }
 
-fn host_of(name: &str) -> Option<usize> {
+/// The host an address names.
+pub fn host_of(name: &str) -> Option<usize> {
     name.strip_prefix("broker-")?.parse().ok()
 }
 
@@ -131,6 +221,103 @@ impl World {
         }
     }
 
+    /// After host `h` wrote records, made them durable or restarted: the watches on it that
+    /// now hold durably.
+    pub(crate) fn watch_subscriptions(&mut self, h: usize) {
+        let host = &self.hosts[h];
+        for w in self.watches.iter_mut().filter(|w| w.host == h) {
+            if w.since.is_some() {
+                continue;
+            }
+            let held = host
+                .shadow
+                .sessions
+                .get(w.session.as_str())
+                .is_some_and(|s| {
+                    w.filters
+                        .iter()
+                        .all(|f| s.subscriptions.contains_key(f.as_str()))
+                });
+            if !held {
+                w.pending = None;
+                continue;
+            }
+            // A crash may have lost the write that held them; a later one holds them again.
+            let lsn = match w.pending {
+                Some(l) if l <= host.written_lsn => l,
+                _ => *w.pending.insert(host.written_lsn),
+            };
+            if host.durable_lsn >= lsn {
+                w.since = Some(self.now);
+                self.checker.bridge_ready.insert((w.from, w.to), self.now);
+            }
+        }
+    }
+
+    /// Bytes of a bridge link reached the broker at one end: what crossed.
+    pub(crate) fn tap(&mut self, link: LinkId, up: bool, bytes: &[u8]) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let Dialer::Bridge { host, bridge, .. } = l.dialer else {
+            return;
+        };
+        let (from, to) = if up { (host, l.host) } else { (l.host, host) };
+        let version = self.hosts[host]
+            .config
+            .bridges
+            .get(bridge.0 as usize)
+            .map_or(ProtocolVersion::V3_1_1, |b| b.protocol);
+        let tap = self.taps.entry((link, up)).or_insert_with(|| Tap {
+            version,
+            rx: BytesMut::new(),
+            aliases: BTreeMap::new(),
+        });
+        tap.rx.extend_from_slice(bytes);
+        loop {
+            let tap = self.taps.get_mut(&(link, up)).expect("tap");
+            let packet = match codec::decode_from(&mut tap.rx, tap.version, u32::MAX) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    return self.fail(
+                        "the bridge link carries valid packets",
+                        format!("from broker {from} to broker {to} on link {link}: {e}"),
+                    );
+                }
+            };
+            let Packet::Publish(mut p) = packet else {
+                continue;
+            };
+            if let Some(alias) = p.properties.topic_alias {
+                if p.topic.is_empty() {
+                    match tap.aliases.get(&alias.get()) {
+                        Some(t) => p.topic = t.clone(),
+                        None => {
+                            return self.fail(
+                                "topic aliases stand for a topic",
+                                format!(
+                                    "broker {from} sent broker {to} topic alias {alias}, never set"
+                                ),
+                            );
+                        }
+                    }
+                } else {
+                    tap.aliases.insert(alias.get(), p.topic.clone());
+                }
+            }
+            let Ok((_, tag)) = payload::parse(&p.payload) else {
+                // The bridge's own state notifications carry no tag.
+                continue;
+            };
+            let qos = p.qos_pid.qos();
+            check_crossing(&mut self.checker, from, to, tag, &p.topic, qos);
+            if self.checker.failed() {
+                return;
+            }
+        }
+    }
+
     /// What keeps a bridge from being done once faults heal: not connected, or messages still
     /// owed across it (its session on either broker holds deliveries).
     pub(crate) fn bridges_busy(&self) -> Option<String> {
@@ -178,4 +365,73 @@ impl World {
         }
         None
     }
+}
+
+/// One message crossing from broker `from` to `to`: it must come from where it was published,
+/// with the name and QoS the bridge's model gives it.
+fn check_crossing(
+    checker: &mut Checker,
+    from: usize,
+    to: usize,
+    tag: payload::Tag,
+    topic: &str,
+    qos: codec::QoS,
+) {
+    let Some(msg) = checker.msgs.get(&tag) else {
+        return checker.fail(
+            "no phantom messages",
+            format!(
+                "broker {from} sent broker {to} c{}#{} that was never published",
+                tag.0, tag.1
+            ),
+        );
+    };
+    if msg.host != from {
+        let origin = msg.host;
+        return checker.fail(
+            "no loop across the bridge",
+            format!(
+                "broker {from} sent c{}#{} ({topic}) to broker {to}; it was published on broker {origin}",
+                tag.0, tag.1
+            ),
+        );
+    }
+    let expected = checker
+        .crossing
+        .as_ref()
+        .and_then(|c: &Crossing| c.wire_name(from, to, &msg.topic));
+    let Some((name, line_qos)) = expected else {
+        let published = msg.topic.clone();
+        return checker.fail(
+            "only bridged topics cross",
+            format!(
+                "broker {from} sent c{}#{} (published on {published}) to broker {to} as {topic}; no line carries it",
+                tag.0, tag.1
+            ),
+        );
+    };
+    if name != topic {
+        let published = msg.topic.clone();
+        return checker.fail(
+            "the bridge renames topics by its lines",
+            format!(
+                "broker {from} sent c{}#{} (published on {published}) to broker {to} as {topic}, not {name}",
+                tag.0, tag.1
+            ),
+        );
+    }
+    let most = msg.qos.min(line_qos);
+    if qos > most {
+        let published = msg.qos;
+        return checker.fail(
+            "QoS never above the published QoS",
+            format!(
+                "broker {from} sent c{}#{} to broker {to} at {qos:?}: published at {published:?}, line at {line_qos:?}",
+                tag.0, tag.1
+            ),
+        );
+    }
+    *checker.crossings.entry(tag).or_default() += 1;
+    let now = checker.now;
+    checker.crossed_at.entry(tag).or_insert(now);
 }

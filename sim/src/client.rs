@@ -10,7 +10,7 @@
 use crate::MS;
 use crate::SEC;
 use crate::net::{Dialer, LinkId};
-use crate::params::{ClientSpec, RETAINED_PER_OWNER, SessionKind, TOPICS};
+use crate::params::{ClientSpec, RETAINED_PER_OWNER, SessionKind};
 use crate::payload::{self, Kind, TAG_LEN, Tag};
 use crate::rng::Rng;
 use crate::trace::{Ev, Pkt};
@@ -1073,7 +1073,7 @@ impl World {
         if qos != QoS::AtMostOnce && cl.out.len() >= cl.window() {
             return;
         }
-        let topic = cl.rng.pick(&TOPICS);
+        let topic = cl.rng.pick(cl.spec.topics);
         let expiry = cl
             .rng
             .chance(cl.spec.expiring_share)

@@ -589,6 +589,7 @@ impl World {
         self.check_memory_shadow(h);
         self.hosts[h].written_lsn = lsn;
         self.write_batch(h, lsn, bytes);
+        self.watch_subscriptions(h);
     }
 
     /// The broker dropped a queued delivery and wrote it down: which message, for whom.
@@ -749,6 +750,7 @@ impl World {
         // The writer starts before the broker does: a long log replayed is compacted at once.
         self.maybe_roll(h);
         self.check_memory_shadow(h);
+        self.watch_subscriptions(h);
         self.after_broker(h);
     }
 }

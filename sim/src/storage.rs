@@ -255,6 +255,7 @@ impl World {
         host.durable_lsn = lsn;
         self.host_push(h, Ev::Durable { lsn });
         self.broker_input(h, "durable", ConnId(0), Input::Durable { lsn });
+        self.watch_subscriptions(h);
         self.schedule_fsync(h);
         self.maybe_roll(h);
     }
@@ -497,6 +498,7 @@ impl World {
             self.hosts[h].durable_lsn = lsn;
             self.host_push(h, Ev::Durable { lsn });
             self.broker_input(h, "durable", ConnId(0), Input::Durable { lsn });
+            self.watch_subscriptions(h);
         }
     }
 

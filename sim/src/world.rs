@@ -2,14 +2,16 @@
 //! network, a broker's host, its disk or a client. No threads, no sockets, no clock: the run is
 //! a function of the seed.
 
+use crate::bridge::{Tap, Watch};
 use crate::checker::Checker;
 use crate::client::{Client, ClientTimer, ConnState};
+use crate::crossing::Crossing;
 use crate::host::Host;
 use crate::net::{Dialer, Link, LinkId};
 use crate::params::{Params, SessionKind};
 use crate::rng::Rng;
 use crate::trace::{Ev, Trace};
-use crate::{MS, Options, SEC};
+use crate::{BRIDGED_SHARE, MS, Options, RunKind, SEC};
 use midge_core::codec::{ProtocolVersion, QoS};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -123,7 +125,15 @@ pub struct World {
     /// When the broker stopped knowing each link's connection (it closed it, was told it
     /// closed, or crashed): where a detached session's expiry starts.
     pub conn_end: BTreeMap<LinkId, u64>,
+    /// Bridge links decoded as read, by (link, direction).
+    pub taps: BTreeMap<(LinkId, bool), Tap>,
+    /// The subscriptions bridges forward by, until durable.
+    pub watches: Vec<Watch>,
 }
+
+/// Names the stream bridged runs are drawn from: not a fork of the root, so that drawing it
+/// changes no draw of a run with one broker.
+const BRIDGE_STREAM: u64 = 0x6272_6964_6765_0000;
 
 /// Most events a run may take before it counts as a livelock.
 const EVENT_BUDGET: u64 = 50_000_000;
@@ -142,7 +152,16 @@ impl World {
         let rng_net = root.fork();
         let rng_disk = root.fork();
         let rng_fault = root.fork();
-        let params = Params::draw(&mut rng_params, opts.secs, opts.bug);
+        let mut params = Params::draw(&mut rng_params, opts.secs, opts.bug);
+        let mut rng_bridge = Rng::new(opts.seed ^ BRIDGE_STREAM);
+        let bridged = match opts.kind {
+            RunKind::Drawn => rng_bridge.chance(BRIDGED_SHARE),
+            RunKind::Single => false,
+            RunKind::Bridged => true,
+        };
+        if bridged {
+            params.make_bridged(&mut rng_bridge);
+        }
         let mut clients: Vec<Client> = params
             .clients
             .iter()
@@ -176,6 +195,7 @@ impl World {
                 topic_alias_maximum: 0,
                 expiring_share: 0.0,
                 host: 0,
+                topics: &crate::params::TOPICS,
             },
             root.fork(),
         ));
@@ -184,6 +204,19 @@ impl World {
             checker.clients[i].max_packet = c.spec.max_packet_size;
             checker.clients[i].v5 = c.spec.version.is_v5();
             checker.clients[i].worker = c.spec.shared_worker;
+            checker.clients[i].host = c.spec.host;
+        }
+        let mut watches = Vec::new();
+        for (h, hp) in params.hosts.iter().enumerate() {
+            for b in &hp.config.bridges {
+                let remote = b
+                    .addresses
+                    .first()
+                    .and_then(|a| crate::bridge::host_of(&a.host))
+                    .unwrap_or(h);
+                checker.crossing = Some(Crossing::new(h, remote, b));
+                watches.extend(crate::bridge::watches(h, remote, b));
+            }
         }
         // Payloads, plus topic (at most 8 bytes here), packet id, properties and header.
         let largest_payload = params.clients.iter().map(|c| c.max_payload).max();
@@ -219,6 +252,8 @@ impl World {
             crashes: 0,
             auditor,
             conn_end: BTreeMap::new(),
+            taps: BTreeMap::new(),
+            watches,
         }
     }
 
@@ -585,6 +620,17 @@ impl World {
             bytes: bytes.len() as u32,
             fin,
         });
+        if matches!(dialer, Dialer::Bridge { .. }) {
+            if !bytes.is_empty() {
+                self.tap(link, up, &bytes);
+                if self.checker.failed() {
+                    return;
+                }
+            }
+            if fin {
+                self.taps.remove(&(link, up));
+            }
+        }
         match (reader, dialer) {
             (Some((h, conn)), _) => {
                 let conn = conn.expect("an open link has a connection at each host");
@@ -859,6 +905,46 @@ impl World {
             self.params.net.capacity,
             self.params.hosts[0].crash_mean.map(|m| m / MS),
             self.params.disk.power_loss,
-        )
+        ) + &self.describe_bridges()
+    }
+
+    /// The bridges of a bridged run and where each client is.
+    fn describe_bridges(&self) -> String {
+        let mut out = String::new();
+        for (h, hp) in self.params.hosts.iter().enumerate().skip(1) {
+            let on: Vec<String> = (0..self.auditor)
+                .filter(|&c| self.clients[c].spec.host == h)
+                .map(|c| format!("c{c}"))
+                .collect();
+            out += &format!(
+                "\n     broker {h}: clients {}; crashes every ~{:?} ms",
+                on.join(" "),
+                hp.crash_mean.map(|m| m / MS)
+            );
+        }
+        for (h, hp) in self.params.hosts.iter().enumerate() {
+            for b in &hp.config.bridges {
+                let lines: Vec<String> = b
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {:?} q{} '{}' '{}'",
+                            t.pattern, t.direction, t.qos as u8, t.local_prefix, t.remote_prefix
+                        )
+                    })
+                    .collect();
+                out += &format!(
+                    "\n     bridge on broker {h} to {}: {:?}, keep alive {}, {:?}, notifications {}; topic {}",
+                    b.addresses.first().map_or("", |a| a.host.as_str()),
+                    b.protocol,
+                    b.keepalive_secs,
+                    b.restart,
+                    b.notifications,
+                    lines.join("; topic ")
+                );
+            }
+        }
+        out
     }
 }
