@@ -433,5 +433,5 @@ fn check_crossing(
     }
     *checker.crossings.entry(tag).or_default() += 1;
     let now = checker.now;
-    checker.crossed_at.entry(tag).or_insert(now);
+    checker.crossed_at.insert(tag, now);
 }

@@ -155,7 +155,8 @@ pub struct Checker {
     pub bridge_ready: BTreeMap<(usize, usize), u64>,
     /// How many times each message crossed the bridge (as the receiving broker read it).
     pub crossings: BTreeMap<Tag, u32>,
-    /// When each message first crossed: the far broker took it in then.
+    /// When each message last crossed: the far broker took it in by then (an earlier copy it
+    /// read may have been lost with a crash before it was durable and acknowledged).
     pub crossed_at: BTreeMap<Tag, u64>,
 }
 
@@ -757,8 +758,9 @@ impl Checker {
                         continue;
                     }
                     // Across a bridge, the far broker takes the message in when it crosses
-                    // (after its acknowledgement, if the bridge was down): an UNSUBSCRIBE sent
-                    // before then may rightly come first.
+                    // (after its acknowledgement, if the bridge was down; again, if it lost
+                    // the first copy in a crash): an UNSUBSCRIBE sent before its last crossing
+                    // may rightly come first.
                     let taken_in = if view.host == m.host {
                         acked
                     } else {

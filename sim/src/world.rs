@@ -574,6 +574,11 @@ impl World {
             return;
         }
         if let Some((h, conn)) = reader {
+            if conn.is_none() && !up {
+                // A dialing host reads once it learned the remote accepted (`LinkAccepted`
+                // kicks this pipe).
+                return;
+            }
             let paused = conn
                 .and_then(|c| self.hosts[h].conns.get(&c))
                 .map(|hc| hc.read_paused);
