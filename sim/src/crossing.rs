@@ -7,8 +7,9 @@
 //! an `out` or `both` line matches `t` (the bridge's session on A subscribes to those filters);
 //! it is named on B by the first such line whose local prefix starts `t`, `remote_prefix`
 //! taking the place of `local_prefix` (unchanged when none does). Its QoS on the way is at most
-//! the highest QoS of the lines that match. From B to A likewise with `in` and `both` lines,
-//! the remote filters and prefixes swapped.
+//! the highest QoS of the bridge's subscriptions that match (lines with the same filter make
+//! one subscription). From B to A likewise with `in` and `both` lines, the remote filters and
+//! prefixes swapped.
 
 use midge_core::broker::bridge::{BridgeConfig, BridgeTopic};
 use midge_core::codec::QoS;
@@ -68,20 +69,28 @@ impl Crossing {
         let carries = |l: &&BridgeTopic| {
             if out { l.carries_out() } else { l.carries_in() }
         };
-        let mut qos = None;
+        // The QoS of each filter the bridge subscribes with: on its own broker the highest of
+        // the lines with that filter; on the remote, one SUBSCRIBE has a subscription per line
+        // in order, and a later one with the same filter replaces the earlier.
+        let mut by_filter: Vec<(String, QoS)> = Vec::new();
         let mut renamed = None;
         for line in self.lines.iter().filter(carries) {
             let (filter, here, there) = sides(line);
             if !matches(&filter, topic) {
                 continue;
             }
-            qos = qos.max(Some(line.qos));
+            match by_filter.iter_mut().find(|(f, _)| *f == filter) {
+                Some((_, q)) if out => *q = (*q).max(line.qos),
+                Some((_, q)) => *q = line.qos,
+                None => by_filter.push((filter, line.qos)),
+            }
             if renamed.is_none()
                 && let Some(rest) = topic.strip_prefix(here.as_str())
             {
                 renamed = Some(format!("{there}{rest}"));
             }
         }
+        let qos = by_filter.iter().map(|(_, q)| *q).max();
         qos.map(|q| (renamed.unwrap_or_else(|| topic.to_owned()), q))
     }
 }
@@ -191,6 +200,22 @@ mod tests {
         );
         assert_eq!(c.cross(1, 0, "a/b"), None);
         assert_eq!(c.cross(0, 1, "rb/a/b"), None);
+    }
+
+    #[test]
+    fn on_the_remote_the_last_line_with_a_filter_sets_its_qos() {
+        let c = crossing(vec![
+            line("a/+", BridgeDirection::Both, QoS::ExactlyOnce, "", "s/"),
+            line("a/+", BridgeDirection::In, QoS::AtLeastOnce, "", "s/"),
+        ]);
+        assert_eq!(
+            c.cross(1, 0, "s/a/b"),
+            Some(("a/b".to_owned(), QoS::AtLeastOnce))
+        );
+        assert_eq!(
+            c.cross(0, 1, "a/b"),
+            Some(("s/a/b".to_owned(), QoS::ExactlyOnce))
+        );
     }
 
     #[test]
