@@ -26,7 +26,18 @@
 //! An owed message that never arrives must be matched, one to one, by a drop the broker counted
 //! (`dropped_queue_full`, summed over restarts) while the message was being taken in (between its
 //! first send and its acknowledgement). Anything else is loss.
+//!
+//! Bridged runs. A message is published on its publisher's broker; on the other broker it has
+//! the topic and at most the QoS the bridge's configuration gives it (`crossing.rs`), or it does
+//! not reach it at all. Every check above holds with those: a subscriber on the far side is
+//! owed a message (same rules) when, besides, the subscriptions the bridge forwards it by were
+//! durable on the broker that holds them before the message was first sent (`bridge_ready`:
+//! the bridge's session on A for `out` lines, its session on B for `in` lines), so that its
+//! publisher's acknowledgement covered the copy for the bridge. The wire between the brokers is
+//! checked too: no message goes back to the broker it came from (a loop), every one carries
+//! the name and at most the QoS the model gives it (`World::tap`).
 
+use crate::crossing::{Crossing, seen_at};
 use crate::payload::{self, Kind, Tag};
 use crate::trace::fmt_time;
 use midge_core::codec::QoS;
@@ -58,6 +69,8 @@ pub struct MsgInfo {
     pub repeatable: bool,
     /// Its MQTT 5 Message Expiry Interval, seconds: it may rightly expire before delivery.
     pub expiry: Option<u32>,
+    /// The broker it was published on.
+    pub host: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +117,8 @@ pub struct ClientView {
     pub v5: bool,
     /// A member of the run's shared subscription group, subscribed to nothing else.
     pub worker: bool,
+    /// The broker it connects to.
+    pub host: usize,
 }
 
 /// A retained publish of a topic's owner: a message, or a clear (empty payload).
@@ -133,6 +148,16 @@ pub struct Checker {
     pub failure: Option<Failure>,
     pub now: u64,
     pub counts: Counts,
+    /// The run's bridge, in bridged runs.
+    pub crossing: Option<Crossing>,
+    /// (from, to) broker: since when the subscriptions that forward messages that way are
+    /// durable.
+    pub bridge_ready: BTreeMap<(usize, usize), u64>,
+    /// How many times each message crossed the bridge (as the receiving broker read it).
+    pub crossings: BTreeMap<Tag, u32>,
+    /// When each message last crossed: the far broker took it in by then (an earlier copy it
+    /// read may have been lost with a crash before it was durable and acknowledged).
+    pub crossed_at: BTreeMap<Tag, u64>,
 }
 
 /// What the final checks covered.
@@ -145,6 +170,8 @@ pub struct Counts {
     pub ended: u64,
     /// Missing, and matched by a counted drop.
     pub dropped: u64,
+    /// Of those owed, owed on the far side of a bridge.
+    pub crossed: u64,
 }
 
 /// Whether a subscription's filter matches a topic; a shared subscription matches by the filter
@@ -203,6 +230,7 @@ impl Checker {
         len: usize,
         expiry: Option<u32>,
     ) {
+        let host = self.clients.get(usize::from(tag.0)).map_or(0, |v| v.host);
         self.msgs.insert(
             tag,
             MsgInfo {
@@ -215,6 +243,7 @@ impl Checker {
                 acked: None,
                 expiry,
                 repeatable: false,
+                host,
             },
         );
     }
@@ -366,19 +395,39 @@ impl Checker {
                 ),
             );
         };
-        if msg.kind != kind || msg.topic != topic || msg.len != payload.len() {
+        let host = self.clients[c].host;
+        let Some((seen_topic, seen_qos)) =
+            seen_at(self.crossing.as_ref(), msg.host, &msg.topic, msg.qos, host)
+        else {
+            return self.fail(
+                "no phantom messages",
+                format!(
+                    "c{c} on broker {host} received c{}#{} on {topic}, published on broker {} on {}, which does not cross to it",
+                    tag.0, tag.1, msg.host, msg.topic
+                ),
+            );
+        };
+        if msg.kind != kind || seen_topic != topic || msg.len != payload.len() {
             return self.fail(
                 "payload integrity",
                 format!(
-                    "c{c} received c{}#{} on {topic}, published on {} ({:?}, {} bytes)",
+                    "c{c} received c{}#{} on {topic}, published on {} ({:?}, {} bytes), so {seen_topic} here",
                     tag.0, tag.1, msg.topic, msg.kind, msg.len
                 ),
             );
         }
+        // On the far side of a bridge a message is at most at the QoS it crossed with.
+        let published_qos = seen_qos;
+        let crossed = host != msg.host;
         // What is forwarded carries what is left of the Message Expiry Interval, never more
         // [MQTT-3.3.2-6] (5.0); a message without one gets none.
+        // An MQTT 3.1.1 bridge carries no properties: across it the interval is gone.
+        let sent_expiry = match &self.crossing {
+            Some(x) if !x.v5 && self.clients[c].host != msg.host => None,
+            _ => msg.expiry,
+        };
         if self.clients[c].v5 {
-            let ok = match (msg.expiry, expiry) {
+            let ok = match (sent_expiry, expiry) {
                 (None, None) => true,
                 (Some(sent), Some(left)) => left <= sent,
                 _ => false,
@@ -393,12 +442,19 @@ impl Checker {
                 );
             }
         }
-        if qos > msg.qos {
+        if qos > published_qos {
             return self.fail(
                 "QoS never above the published QoS",
                 format!(
-                    "c{c} received c{}#{} at {qos:?}, published at {:?}",
-                    tag.0, tag.1, msg.qos
+                    "c{c} received c{}#{} at {qos:?}, published at {:?}{}",
+                    tag.0,
+                    tag.1,
+                    msg.qos,
+                    if crossed {
+                        ", crossed at most at that"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
@@ -544,7 +600,7 @@ impl Checker {
         }
         // A QoS 0 or 2 message is taken in once, so each session gets it once at most.
         if qos == QoS::AtMostOnce
-            && msg.qos != QoS::AtLeastOnce
+            && published_qos != QoS::AtLeastOnce
             && let Some(first) = view.qos0_delivered.insert(tag, now)
             && !msg.repeatable
         {
@@ -560,11 +616,19 @@ impl Checker {
         }
         // Shared subscriptions have no order: a member's unacknowledged messages go to another.
         if first && kind != Kind::Will && !view.worker {
-            let key = (tag.0, topic.to_owned(), msg.qos as u8, qos as u8);
+            let key = (tag.0, topic.to_owned(), published_qos as u8, qos as u8);
             let last = e.order.entry(key).or_insert(0);
             // A QoS 1 message sent twice by its publisher is taken in twice: the second copy
             // may rightly come after later messages.
-            let single = (msg.qos != QoS::AtLeastOnce || msg.transmissions == 1) && !msg.repeatable;
+            // Likewise one the bridge sent across twice at QoS 1.
+            let bridge_sent = if crossed {
+                self.crossings.get(&tag).copied().unwrap_or(0)
+            } else {
+                1
+            };
+            let single = (published_qos != QoS::AtLeastOnce
+                || msg.transmissions == 1 && bridge_sent <= 1)
+                && !msg.repeatable;
             if tag.1 < *last && single {
                 let last = *last;
                 return self.fail(
@@ -625,12 +689,28 @@ impl Checker {
             if m.qos == QoS::AtMostOnce || m.kind == Kind::Will || m.expiry.is_some() {
                 continue;
             }
+            // Its topic on `host`, when it is owed there: published there, or it crossed by
+            // subscriptions durable before it was sent.
+            let owed_at = |host: usize| {
+                if host != m.host
+                    && self
+                        .bridge_ready
+                        .get(&(m.host, host))
+                        .is_none_or(|t| *t >= m.first_sent)
+                {
+                    return None;
+                }
+                seen_at(self.crossing.as_ref(), m.host, &m.topic, m.qos, host).map(|(t, _)| t)
+            };
             let group_owed = group_reliable
                 && workers.iter().any(|&w| {
+                    let Some(topic) = owed_at(self.clients[w].host) else {
+                        return false;
+                    };
                     self.clients[w].epochs.iter().any(|e| {
                         e.entitled
                             && e.subs.iter().any(|s| {
-                                s.acked_at < m.first_sent && filter_matches(&s.filter, &m.topic)
+                                s.acked_at < m.first_sent && filter_matches(&s.filter, &topic)
                             })
                     })
                 });
@@ -665,8 +745,11 @@ impl Checker {
                 if c == self.auditor {
                     continue;
                 }
+                let Some(topic) = owed_at(view.host) else {
+                    continue;
+                };
                 if let Some(max) = view.max_packet
-                    && publish_size(&m.topic, m.len, view.v5) > max as usize
+                    && publish_size(&topic, m.len, view.v5) > max as usize
                 {
                     continue;
                 }
@@ -674,16 +757,28 @@ impl Checker {
                     if !e.entitled {
                         continue;
                     }
+                    // Across a bridge, the far broker takes the message in when it crosses
+                    // (after its acknowledgement, if the bridge was down; again, if it lost
+                    // the first copy in a crash): an UNSUBSCRIBE sent before its last crossing
+                    // may rightly come first.
+                    let taken_in = if view.host == m.host {
+                        acked
+                    } else {
+                        self.crossed_at.get(tag).copied().unwrap_or(u64::MAX)
+                    };
                     let owed = e.subs.iter().any(|s| {
                         s.qos != QoS::AtMostOnce
                             && s.acked_at < m.first_sent
-                            && s.unsub_sent.is_none_or(|t| t > acked)
-                            && matches(&s.filter, &m.topic)
+                            && s.unsub_sent.is_none_or(|t| t > taken_in)
+                            && matches(&s.filter, &topic)
                     });
                     if !owed {
                         continue;
                     }
                     counts.owed += 1;
+                    if view.host != m.host {
+                        counts.crossed += 1;
+                    }
                     let got = e.received.get(tag).map_or(0, |r| r.count);
                     if got > 0 {
                         counts.delivered += 1;
@@ -695,13 +790,18 @@ impl Checker {
                             from: m.first_sent,
                             to: acked,
                             what: format!(
-                                "c{}#{} ({}, {:?}, sent at {}, acknowledged at {}) never reached c{c} (session #{n})",
+                                "c{}#{} ({}, {:?}, sent at {}, acknowledged at {}) never reached c{c} (session #{n}){}",
                                 tag.0,
                                 tag.1,
                                 m.topic,
                                 m.qos,
                                 fmt_time(m.first_sent).trim(),
-                                fmt_time(acked).trim()
+                                fmt_time(acked).trim(),
+                                if view.host == m.host {
+                                    String::new()
+                                } else {
+                                    format!(" on broker {} as {topic}, across the bridge", view.host)
+                                }
                             ),
                         });
                     }

@@ -9,8 +9,8 @@
 
 use crate::MS;
 use crate::SEC;
-use crate::net::LinkId;
-use crate::params::{ClientSpec, RETAINED_PER_OWNER, SessionKind, TOPICS};
+use crate::net::{Dialer, LinkId};
+use crate::params::{ClientSpec, RETAINED_PER_OWNER, SessionKind};
 use crate::payload::{self, Kind, TAG_LEN, Tag};
 use crate::rng::Rng;
 use crate::trace::{Ev, Pkt};
@@ -310,7 +310,7 @@ impl World {
         if self.clients[c].link.is_some() {
             return;
         }
-        let link = self.new_link(c);
+        let link = self.new_link(Dialer::Client(c), self.clients[c].spec.host);
         let now = self.now;
         let will = self.clients[c].spec.will.map(|(qos, delay)| {
             let cl = &mut self.clients[c];
@@ -701,6 +701,9 @@ impl World {
 
     fn on_connack(&mut self, c: usize, ack: codec::ConnAck) {
         let now = self.now;
+        let max_packet = self.params.hosts[self.clients[c].spec.host]
+            .config
+            .max_packet_size;
         if ack.reason != ConnectReason::Success {
             return self.fail(
                 "connections are accepted",
@@ -765,8 +768,8 @@ impl World {
             .map_or(usize::from(u16::MAX), |n| usize::from(n.get()));
         cl.server_max_packet = props
             .maximum_packet_size
-            .map_or(self.params.config.max_packet_size, NonZeroU32::get)
-            .min(self.params.config.max_packet_size);
+            .map_or(max_packet, NonZeroU32::get)
+            .min(max_packet);
         cl.keep_alive = props.server_keep_alive.unwrap_or(cl.spec.keep_alive);
         let epoch;
         if present && cl.have_session {
@@ -1070,7 +1073,7 @@ impl World {
         if qos != QoS::AtMostOnce && cl.out.len() >= cl.window() {
             return;
         }
-        let topic = cl.rng.pick(&TOPICS);
+        let topic = cl.rng.pick(cl.spec.topics);
         let expiry = cl
             .rng
             .chance(cl.spec.expiring_share)

@@ -3,10 +3,14 @@
 //! (bytes into the connection's pipe as far as the pipe takes them, `Blocked` and `Writable`
 //! as io-mio reports them, reads paused and resumed, records appended), groups fsyncs and
 //! reports `Durable` only for what an fsync covered, and crashes and restarts the broker.
+//!
+//! A run has one host per broker, named by its index; a host also dials the connections of
+//! its broker's bridges (`Action::Dial`, see `bridge.rs`), which it then drives like the
+//! connections it accepted, from the other end of the link.
 
 use crate::MS;
 use crate::disk::Disk;
-use crate::net::LinkId;
+use crate::net::{Dialer, LinkId};
 use crate::storage::{self, Log};
 use crate::trace::Ev;
 use crate::world::{Event, World};
@@ -27,6 +31,22 @@ pub struct HostConn {
     pub read_paused: bool,
     /// The broker closed it: the rest of the output, then the end of the stream.
     pub closing: bool,
+    /// This broker dialed it (a bridge): it writes the link's `up` pipe and reads `down`.
+    pub dialed: bool,
+}
+
+impl HostConn {
+    pub fn new(link: LinkId, dialed: bool) -> HostConn {
+        HostConn {
+            link,
+            out: VecDeque::new(),
+            out_len: 0,
+            blocked: false,
+            read_paused: false,
+            closing: false,
+            dialed,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -34,9 +54,9 @@ pub struct Host {
     pub config: Config,
     pub broker: Option<Broker>,
     pub conns: BTreeMap<ConnId, HostConn>,
-    next_conn: u64,
+    pub next_conn: u64,
     pub wake_at: Option<u64>,
-    dirty: BTreeSet<ConnId>,
+    pub dirty: BTreeSet<ConnId>,
     pub disk: Disk,
     /// The daemon's log writer and compactor (`storage.rs`).
     pub log: Log,
@@ -100,63 +120,87 @@ fn broker_time(now: u64) -> Time {
 }
 
 impl World {
-    pub fn host_start(&mut self) {
-        match storage::recover(&mut self.host.disk, self.host.config.bug) {
-            Ok(plan) => self.storage_start(&plan),
+    /// Records an event of host `h`: the first host's events as they always were, the others'
+    /// marked with the host.
+    pub fn host_push(&mut self, h: usize, ev: Ev) {
+        if h == 0 {
+            self.push(ev);
+        } else {
+            self.push(Ev::Host {
+                host: h,
+                ev: Box::new(ev),
+            });
+        }
+    }
+
+    pub fn host_start(&mut self, h: usize) {
+        let bug = self.hosts[h].config.bug;
+        match storage::recover(&mut self.hosts[h].disk, bug) {
+            Ok(plan) => self.storage_start(h, &plan),
             Err(e) => return self.fail("recovery of an empty directory", e.to_string()),
         }
-        self.host.broker = Some(Broker::new(self.host.config.clone()));
-        self.after_broker();
+        self.hosts[h].broker = Some(Broker::new(self.hosts[h].config.clone()));
+        self.after_broker(h);
     }
 
     /// Hands the broker one input and carries out what follows.
-    pub(crate) fn broker_input(&mut self, what: &'static str, conn: ConnId, input: Input<'_>) {
+    pub(crate) fn broker_input(
+        &mut self,
+        h: usize,
+        what: &'static str,
+        conn: ConnId,
+        input: Input<'_>,
+    ) {
         let now = broker_time(self.now);
-        let Some(broker) = self.host.broker.as_mut() else {
+        if self.hosts[h].broker.is_none() {
             return;
-        };
-        self.trace.push(self.now, Ev::Input { what, conn: conn.0 });
+        }
+        self.host_push(h, Ev::Input { what, conn: conn.0 });
+        let broker = self.hosts[h].broker.as_mut().expect("broker");
         broker.handle(now, input);
-        self.after_broker();
+        self.after_broker(h);
     }
 
     /// Carries out every action, flushing output into pipes (which may report `Blocked` or
     /// `Writable` and so produce more actions), then re-arms the broker's timer.
-    fn after_broker(&mut self) {
+    fn after_broker(&mut self, h: usize) {
         loop {
             loop {
-                let Some(broker) = self.host.broker.as_mut() else {
+                let Some(broker) = self.hosts[h].broker.as_mut() else {
                     return;
                 };
                 let Some(action) = broker.poll_action() else {
                     break;
                 };
-                self.apply_action(action);
+                self.apply_action(h, action);
                 if self.checker.failed() {
                     return;
                 }
             }
-            if self.host.dirty.is_empty() {
+            if self.hosts[h].dirty.is_empty() {
                 break;
             }
-            for conn in std::mem::take(&mut self.host.dirty) {
-                self.flush_conn(conn);
+            for conn in std::mem::take(&mut self.hosts[h].dirty) {
+                self.flush_conn(h, conn);
             }
         }
-        self.check_broker();
-        self.rearm_broker();
+        self.check_broker(h);
+        self.rearm_broker(h);
     }
 
-    fn apply_action(&mut self, action: Action) {
+    fn apply_action(&mut self, h: usize, action: Action) {
         match action {
             Action::Send { conn, bytes } => {
-                self.push(Ev::Action {
-                    what: "send",
-                    conn: conn.0,
-                    bytes: bytes.len() as u32,
-                });
+                self.host_push(
+                    h,
+                    Ev::Action {
+                        what: "send",
+                        conn: conn.0,
+                        bytes: bytes.len() as u32,
+                    },
+                );
                 self.trace.bytes(&bytes);
-                let Some(hc) = self.host.conns.get_mut(&conn) else {
+                let Some(hc) = self.hosts[h].conns.get_mut(&conn) else {
                     return self.fail(
                         "driver protocol",
                         format!(
@@ -173,15 +217,18 @@ impl World {
                 }
                 hc.out_len += bytes.len();
                 hc.out.push_back(bytes);
-                self.host.dirty.insert(conn);
+                self.hosts[h].dirty.insert(conn);
             }
             Action::Close { conn } => {
-                self.push(Ev::Action {
-                    what: "close",
-                    conn: conn.0,
-                    bytes: 0,
-                });
-                let Some(hc) = self.host.conns.get_mut(&conn) else {
+                self.host_push(
+                    h,
+                    Ev::Action {
+                        what: "close",
+                        conn: conn.0,
+                        bytes: 0,
+                    },
+                );
+                let Some(hc) = self.hosts[h].conns.get_mut(&conn) else {
                     return self.fail(
                         "driver protocol",
                         format!(
@@ -197,68 +244,76 @@ impl World {
                     );
                 }
                 hc.closing = true;
-                let link = hc.link;
+                let (link, dialed) = (hc.link, hc.dialed);
                 self.conn_end.entry(link).or_insert(self.now);
                 // Nothing more is read from it.
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.up.close();
+                    l.pipe(!dialed).close();
                 }
-                self.host.dirty.insert(conn);
+                self.hosts[h].dirty.insert(conn);
             }
             Action::PauseRead { conn } => {
-                self.push(Ev::Action {
-                    what: "pause reading",
-                    conn: conn.0,
-                    bytes: 0,
-                });
-                if let Some(hc) = self.host.conns.get_mut(&conn) {
+                self.host_push(
+                    h,
+                    Ev::Action {
+                        what: "pause reading",
+                        conn: conn.0,
+                        bytes: 0,
+                    },
+                );
+                if let Some(hc) = self.hosts[h].conns.get_mut(&conn) {
                     hc.read_paused = true;
                 }
             }
             Action::ResumeRead { conn } => {
-                self.push(Ev::Action {
-                    what: "resume reading",
-                    conn: conn.0,
-                    bytes: 0,
-                });
-                if let Some(hc) = self.host.conns.get_mut(&conn) {
+                self.host_push(
+                    h,
+                    Ev::Action {
+                        what: "resume reading",
+                        conn: conn.0,
+                        bytes: 0,
+                    },
+                );
+                if let Some(hc) = self.hosts[h].conns.get_mut(&conn) {
                     hc.read_paused = false;
-                    let link = hc.link;
-                    self.kick(link, true);
+                    let (link, dialed) = (hc.link, hc.dialed);
+                    self.kick(link, !dialed);
                 }
             }
-            Action::Persist { lsn, bytes } => self.persist(lsn, bytes),
-            // The simulated world runs one broker and configures no bridge.
-            Action::Dial { bridge, .. } => self.fail(
-                "driver protocol",
-                format!("Dial of bridge {} that is not configured", bridge.0),
-            ),
+            Action::Persist { lsn, bytes } => self.persist(h, lsn, bytes),
+            Action::Dial { bridge, address } => self.dial(h, bridge, address),
         }
     }
 
     /// Moves a connection's output into its pipe as far as the pipe has room.
-    fn flush_conn(&mut self, conn: ConnId) {
+    fn flush_conn(&mut self, h: usize, conn: ConnId) {
         let capacity = self.params.net.capacity;
-        let Some(hc) = self.host.conns.get_mut(&conn) else {
+        let Some(hc) = self.hosts[h].conns.get_mut(&conn) else {
             return;
         };
-        let link = hc.link;
+        let (link, dialed) = (hc.link, hc.dialed);
         let Some(l) = self.links.get_mut(&link) else {
             // Gone entirely: nothing more can be written.
             hc.out.clear();
             hc.out_len = 0;
-            return self.flushed(conn);
+            return self.flushed(h, conn);
         };
-        let unread = match self.clients.get(l.client) {
-            Some(c) if c.link == Some(link) => c.sock.len(),
+        // What the reading end holds unread counts against the capacity too; a host reads all
+        // it is given unless it paused reading, and then the bytes wait in the pipe.
+        let unread = match l.dialer {
+            Dialer::Client(c) if !dialed => match self.clients.get(c) {
+                Some(cl) if cl.link == Some(link) => cl.sock.len(),
+                _ => 0,
+            },
             _ => 0,
         };
-        if l.down.closed || l.down.fin {
-            // The client is gone or the link was reset: written bytes vanish.
+        let out = l.pipe(dialed);
+        if out.closed || out.fin {
+            // The reader is gone or the link was reset: written bytes vanish.
             hc.out.clear();
             hc.out_len = 0;
         } else {
-            let mut room = capacity.saturating_sub(l.down.queued + unread);
+            let mut room = capacity.saturating_sub(out.queued + unread);
             while room > 0 {
                 let Some(front) = hc.out.front_mut() else {
                     break;
@@ -270,20 +325,21 @@ impl World {
                 }
                 hc.out_len -= n;
                 room -= n;
-                l.down.write(chunk);
+                out.write(chunk);
             }
         }
-        self.kick(link, false);
-        self.flushed(conn);
+        self.kick(link, dialed);
+        self.flushed(h, conn);
     }
 
     /// After a flush: finish a close, or report the connection blocked or writable.
-    fn flushed(&mut self, conn: ConnId) {
+    fn flushed(&mut self, h: usize, conn: ConnId) {
         let now = broker_time(self.now);
-        let Some(hc) = self.host.conns.get_mut(&conn) else {
+        let bound = self.hosts[h].output_bound;
+        let Some(hc) = self.hosts[h].conns.get_mut(&conn) else {
             return;
         };
-        if hc.out_len > self.host.output_bound {
+        if hc.out_len > bound {
             let n = hc.out_len;
             return self.fail(
                 "bounded memory",
@@ -295,73 +351,93 @@ impl World {
         }
         if hc.out_len == 0 {
             if hc.closing {
-                let link = hc.link;
-                self.host.conns.remove(&conn);
+                let (link, dialed) = (hc.link, hc.dialed);
+                self.hosts[h].conns.remove(&conn);
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.down.fin = true;
+                    l.pipe(dialed).fin = true;
                 }
-                self.kick(link, false);
+                self.kick(link, dialed);
                 self.cleanup(link);
                 return;
             }
             if hc.blocked {
                 hc.blocked = false;
-                self.trace.push(
-                    self.now,
+                self.host_push(
+                    h,
                     Ev::Input {
                         what: "writable",
                         conn: conn.0,
                     },
                 );
-                if let Some(b) = self.host.broker.as_mut() {
+                if let Some(b) = self.hosts[h].broker.as_mut() {
                     b.handle(now, Input::Writable { conn });
                 }
             }
         } else if !hc.blocked && !hc.closing {
             hc.blocked = true;
-            self.trace.push(
-                self.now,
+            self.host_push(
+                h,
                 Ev::Input {
                     what: "blocked",
                     conn: conn.0,
                 },
             );
-            if let Some(b) = self.host.broker.as_mut() {
+            if let Some(b) = self.hosts[h].broker.as_mut() {
                 b.handle(now, Input::Blocked { conn });
             }
         }
     }
 
-    /// The client of a link read bytes: room for more output.
+    /// The dialing end of a link read bytes: room for more of the accepting broker's output.
     pub fn link_drained(&mut self, link: LinkId) {
-        let Some(conn) = self.links.get(&link).and_then(|l| l.conn) else {
+        let Some((h, conn)) = self
+            .links
+            .get(&link)
+            .and_then(|l| l.conn.map(|c| (l.host, c)))
+        else {
             return;
         };
-        if self.host.conns.get(&conn).is_some_and(|hc| hc.link == link) {
-            self.host.dirty.insert(conn);
-            self.after_broker();
+        if self.hosts[h]
+            .conns
+            .get(&conn)
+            .is_some_and(|hc| hc.link == link)
+        {
+            self.hosts[h].dirty.insert(conn);
+            self.after_broker(h);
         }
     }
 
-    pub fn host_open(&mut self, link: LinkId) {
-        let conn = ConnId(self.host.next_conn);
-        self.host.next_conn += 1;
-        self.host.conns.insert(
-            conn,
-            HostConn {
-                link,
-                out: VecDeque::new(),
-                out_len: 0,
-                blocked: false,
-                read_paused: false,
-                closing: false,
-            },
-        );
+    /// The accepting broker read bytes of a bridge link: room for more of the dialing
+    /// broker's output.
+    pub fn dialer_drained(&mut self, link: LinkId) {
+        let Some(Dialer::Bridge {
+            host,
+            conn: Some(conn),
+            ..
+        }) = self.links.get(&link).map(|l| l.dialer)
+        else {
+            return;
+        };
+        if self.hosts[host]
+            .conns
+            .get(&conn)
+            .is_some_and(|hc| hc.link == link)
+        {
+            self.hosts[host].dirty.insert(conn);
+            self.after_broker(host);
+        }
+    }
+
+    pub fn host_open(&mut self, h: usize, link: LinkId) {
+        let conn = ConnId(self.hosts[h].next_conn);
+        self.hosts[h].next_conn += 1;
+        self.hosts[h].conns.insert(conn, HostConn::new(link, false));
         if let Some(l) = self.links.get_mut(&link) {
             l.conn = Some(conn);
             l.open = true;
         }
         self.broker_input(
+            h,
             "open",
             conn,
             Input::Open(Open {
@@ -374,71 +450,73 @@ impl World {
         self.kick(link, true);
     }
 
-    pub fn host_received(&mut self, conn: ConnId, bytes: &[u8]) {
-        if self.host.conns.get(&conn).is_some_and(|hc| !hc.closing) {
-            self.broker_input("bytes", conn, Input::Received { conn, bytes });
+    pub fn host_received(&mut self, h: usize, conn: ConnId, bytes: &[u8]) {
+        if self.hosts[h].conns.get(&conn).is_some_and(|hc| !hc.closing) {
+            self.broker_input(h, "bytes", conn, Input::Received { conn, bytes });
         }
     }
 
-    /// The end of the client's stream reached the host.
-    pub fn host_peer_closed(&mut self, conn: ConnId) {
-        if self.host.conns.get(&conn).is_some_and(|hc| !hc.closing) {
-            let hc = self.host.conns.remove(&conn).expect("conn");
-            self.host.dirty.remove(&conn);
+    /// The end of the peer's stream reached the host.
+    pub fn host_peer_closed(&mut self, h: usize, conn: ConnId) {
+        if self.hosts[h].conns.get(&conn).is_some_and(|hc| !hc.closing) {
+            let hc = self.hosts[h].conns.remove(&conn).expect("conn");
+            self.hosts[h].dirty.remove(&conn);
             self.conn_end.entry(hc.link).or_insert(self.now);
             if let Some(l) = self.links.get_mut(&hc.link) {
                 // Whatever the broker still had for it cannot be sent.
-                l.down.fin = true;
+                l.pipe(hc.dialed).fin = true;
             }
-            self.kick(hc.link, false);
-            self.broker_input("closed", conn, Input::Closed { conn });
+            self.kick(hc.link, hc.dialed);
+            self.broker_input(h, "closed", conn, Input::Closed { conn });
         }
     }
 
-    fn rearm_broker(&mut self) {
-        let Some(broker) = self.host.broker.as_ref() else {
+    fn rearm_broker(&mut self, h: usize) {
+        let Some(broker) = self.hosts[h].broker.as_ref() else {
             return;
         };
         if let Some(t) = broker.poll_timeout() {
             let at = (t.as_millis() * MS).max(self.now);
-            if self.host.wake_at.is_none_or(|w| at < w) {
-                self.host.wake_at = Some(at);
-                self.schedule(at, Event::BrokerWake(at));
+            if self.hosts[h].wake_at.is_none_or(|w| at < w) {
+                self.hosts[h].wake_at = Some(at);
+                self.schedule(at, Event::BrokerWake(h, at));
             }
         }
     }
 
-    pub fn broker_wake(&mut self, at: u64) {
-        if self.host.wake_at != Some(at) {
+    pub fn broker_wake(&mut self, h: usize, at: u64) {
+        if self.hosts[h].wake_at != Some(at) {
             return;
         }
-        self.host.wake_at = None;
-        self.broker_input("tick", ConnId(0), Input::Tick);
-        self.rearm_broker();
+        self.hosts[h].wake_at = None;
+        self.broker_input(h, "tick", ConnId(0), Input::Tick);
+        self.rearm_broker(h);
     }
 
     /// Checks the broker's counters against what the host knows, and collects its drops.
-    fn check_broker(&mut self) {
-        let Some(broker) = self.host.broker.as_ref() else {
+    fn check_broker(&mut self, h: usize) {
+        let host = &mut self.hosts[h];
+        let Some(broker) = host.broker.as_ref() else {
             return;
         };
         let stats = broker.stats().clone();
-        if stats.dropped_queue_full > self.host.seen_drops {
-            let n = stats.dropped_queue_full - self.host.seen_drops;
-            self.host.seen_drops = stats.dropped_queue_full;
+        if stats.dropped_queue_full > host.seen_drops {
+            let n = stats.dropped_queue_full - host.seen_drops;
+            host.seen_drops = stats.dropped_queue_full;
             self.checker.dropped(n);
         }
+        let host = &self.hosts[h];
         if stats.dropped_queue_full
             + stats.dropped_too_large
             + stats.dropped_expired
             + stats.shared_handed_over
-            < self.host.discarded_records
+            < host.discarded_records
         {
             return self.fail(
                 "drops are counted",
                 format!(
                     "the broker discarded {} queued deliveries but counts {} dropped (queue full), {} (too large), {} (expired) and {} handed to another shared subscription member",
-                    self.host.discarded_records,
+                    host.discarded_records,
                     stats.dropped_queue_full,
                     stats.dropped_too_large,
                     stats.dropped_expired,
@@ -455,8 +533,8 @@ impl World {
         }
         // A connection the broker closed while output for it waited for the log is gone for
         // the broker before its `Close` reaches the driver.
-        let open = self.host.conns.values().filter(|hc| !hc.closing).count() as u64;
-        let settled = self.host.written_lsn == self.host.durable_lsn;
+        let open = host.conns.values().filter(|hc| !hc.closing).count() as u64;
+        let settled = host.written_lsn == host.durable_lsn;
         if stats.connections_open > open || settled && stats.connections_open != open {
             self.fail(
                 "broker state matches the driver",
@@ -470,16 +548,19 @@ impl World {
 
     // --- The disk ------------------------------------------------------------------------------
 
-    fn persist(&mut self, lsn: Lsn, bytes: Bytes) {
-        self.push(Ev::Persist {
-            lsn,
-            bytes: bytes.len() as u32,
-        });
+    fn persist(&mut self, h: usize, lsn: Lsn, bytes: Bytes) {
+        self.host_push(
+            h,
+            Ev::Persist {
+                lsn,
+                bytes: bytes.len() as u32,
+            },
+        );
         self.trace.bytes(&bytes);
-        if lsn <= self.host.written_lsn {
+        if lsn <= self.hosts[h].written_lsn {
             return self.fail(
                 "log sequence numbers increase",
-                format!("records up to {lsn} after {}", self.host.written_lsn),
+                format!("records up to {lsn} after {}", self.hosts[h].written_lsn),
             );
         }
         // The state the log adds up to must stay consistent and within the broker's limits.
@@ -499,27 +580,28 @@ impl World {
                 delivery_id,
             } = record
             {
-                self.discarded(client_id, *delivery_id);
+                self.discarded(h, client_id, *delivery_id);
             }
-            if let Err(e) = self.host.shadow.apply(*l, record) {
+            if let Err(e) = self.hosts[h].shadow.apply(*l, record) {
                 return self.fail("records are consistent", format!("{e} ({record:?})"));
             }
         }
-        self.check_memory_shadow();
-        self.host.written_lsn = lsn;
-        self.write_batch(lsn, bytes);
+        self.check_memory_shadow(h);
+        self.hosts[h].written_lsn = lsn;
+        self.write_batch(h, lsn, bytes);
+        self.watch_subscriptions(h);
     }
 
     /// The broker dropped a queued delivery and wrote it down: which message, for whom.
-    fn discarded(&mut self, client_id: &str, delivery_id: u64) {
-        self.host.discarded_records += 1;
-        let tag = self
-            .host
+    fn discarded(&mut self, h: usize, client_id: &str, delivery_id: u64) {
+        let host = &mut self.hosts[h];
+        host.discarded_records += 1;
+        let tag = host
             .shadow
             .sessions
             .get(client_id)
             .and_then(|s| s.deliveries.get(&delivery_id))
-            .and_then(|d| self.host.shadow.messages.get(&d.message_id))
+            .and_then(|d| host.shadow.messages.get(&d.message_id))
             .and_then(|e| crate::payload::parse(&e.message.payload).ok())
             .map(|(_, tag)| tag);
         let client = client_id
@@ -531,8 +613,9 @@ impl World {
     }
 
     /// The durable state of every persistent session stays within the broker's limits.
-    fn check_memory_shadow(&mut self) {
-        let c = &self.params.config;
+    fn check_memory_shadow(&mut self, h: usize) {
+        let host = &self.hosts[h];
+        let c = &host.config;
         if c.max_queued_messages == 0 {
             return;
         }
@@ -541,8 +624,7 @@ impl World {
             n => usize::from(n),
         };
         let bound = c.max_queued_messages + inflight + c.max_retained_messages;
-        let over = self
-            .host
+        let over = host
             .shadow
             .sessions
             .iter()
@@ -557,11 +639,11 @@ impl World {
                 (id.to_string(), s.deliveries.len(), sent, retained)
             });
         if let Some((id, n, sent, retained)) = over {
+            let (queued, retained_max) = (c.max_queued_messages, c.max_retained_messages);
             self.fail(
                 "bounded memory",
                 format!(
-                    "session {id} holds {n} messages ({sent} in flight, {retained} retained); queue {} + in flight {inflight} + retained {} allow {bound}",
-                    c.max_queued_messages, c.max_retained_messages
+                    "session {id} holds {n} messages ({sent} in flight, {retained} retained); queue {queued} + in flight {inflight} + retained {retained_max} allow {bound}",
                 ),
             );
         }
@@ -571,66 +653,74 @@ impl World {
 
     /// The broker goes down: mostly a crash at whatever point it was, sometimes a graceful
     /// stop (`Shutdown`, then the log synced before the process exits).
-    pub fn crash(&mut self) {
+    pub fn crash(&mut self, h: usize) {
         if self.rng_fault.chance(0.1) {
-            self.push(Ev::Phase("graceful stop"));
-            self.broker_input("shutdown", ConnId(0), Input::Shutdown);
-            self.storage_close();
-            return self.die(false);
+            self.host_push(h, Ev::Phase("graceful stop"));
+            self.broker_input(h, "shutdown", ConnId(0), Input::Shutdown);
+            self.storage_close(h);
+            return self.die(h, false);
         }
         let power_loss = self.rng_disk.chance(self.params.disk.power_loss);
-        self.die(power_loss);
+        self.die(h, power_loss);
     }
 
-    fn die(&mut self, power_loss: bool) {
+    fn die(&mut self, h: usize, power_loss: bool) {
         self.crashes += 1;
-        self.host.broker = None;
-        self.host.wake_at = None;
-        self.storage_die();
-        self.host.dirty.clear();
-        self.host.seen_drops = 0;
-        self.host.discarded_records = 0;
+        let host = &mut self.hosts[h];
+        host.broker = None;
+        host.wake_at = None;
+        self.storage_die(h);
+        let host = &mut self.hosts[h];
+        host.dirty.clear();
+        host.seen_drops = 0;
+        host.discarded_records = 0;
         // Every connection dies with the process: bytes already in the network may still
         // arrive (a random part of them), then the end of the stream; the rest is lost.
-        let conns = std::mem::take(&mut self.host.conns);
+        let conns = std::mem::take(&mut host.conns);
         for hc in conns.values() {
             self.conn_end.entry(hc.link).or_insert(self.now);
+            // What the broker wrote travels on; what it would have read is gone.
+            let (read, write) = (!hc.dialed, hc.dialed);
             if let Some(l) = self.links.get_mut(&hc.link) {
-                l.up.close();
-                if !l.down.closed {
-                    let keep = self.rng_net.below(l.down.queued as u64 + 1) as usize;
-                    l.down.truncate(keep);
-                    l.down.fin = true;
+                l.pipe(read).close();
+                let out = l.pipe(write);
+                if !out.closed {
+                    let keep = self.rng_net.below(out.queued as u64 + 1) as usize;
+                    out.truncate(keep);
+                    out.fin = true;
                 }
             }
-            self.kick(hc.link, false);
+            self.kick(hc.link, write);
             self.cleanup(hc.link);
         }
         let d = &self.params.disk;
         let (tear, flip) = (d.tear, d.bit_flip);
-        let report = self
-            .host
+        let report = self.hosts[h]
             .disk
             .crash(&mut self.rng_disk, power_loss, tear, flip);
-        self.push(Ev::Crash {
-            power_loss: power_loss || report.lost > 0,
-            kept: report.kept,
-            lost: report.lost,
-            flipped: report.flipped,
-            undone: report.undone,
-        });
-        self.host.restart_pending = true;
+        self.host_push(
+            h,
+            Ev::Crash {
+                power_loss: power_loss || report.lost > 0,
+                kept: report.kept,
+                lost: report.lost,
+                flipped: report.flipped,
+                undone: report.undone,
+            },
+        );
+        self.hosts[h].restart_pending = true;
         let at = self.now + self.rng_fault.range(0, self.params.downtime_max);
-        self.schedule(at, Event::Restart);
+        self.schedule(at, Event::Restart(h));
     }
 
-    pub fn restart(&mut self) {
-        if self.host.broker.is_some() {
+    pub fn restart(&mut self, h: usize) {
+        if self.hosts[h].broker.is_some() {
             return;
         }
-        self.host.restart_pending = false;
-        self.host.incarnation += 1;
-        let plan = match storage::recover(&mut self.host.disk, self.host.config.bug) {
+        self.hosts[h].restart_pending = false;
+        self.hosts[h].incarnation += 1;
+        let bug = self.hosts[h].config.bug;
+        let plan = match storage::recover(&mut self.hosts[h].disk, bug) {
             Ok(plan) => plan,
             Err(e) => {
                 return self.fail(
@@ -640,22 +730,27 @@ impl World {
             }
         };
         let lsn = plan.state.last_lsn();
-        self.push(Ev::Restart {
-            records: plan.report.records,
-            lsn,
-            snapshot: plan.report.snapshot.is_some(),
-            segments: plan.report.segments as u32,
-            truncated: plan.report.truncated.as_ref().map_or(0, |t| t.2),
-        });
-        self.storage_start(&plan);
-        let broker = Broker::recover(self.host.config.clone(), &plan.state, broker_time(self.now));
-        self.host.broker = Some(broker);
-        self.host.written_lsn = lsn;
-        self.host.durable_lsn = lsn;
-        self.host.shadow = plan.state;
+        self.host_push(
+            h,
+            Ev::Restart {
+                records: plan.report.records,
+                lsn,
+                snapshot: plan.report.snapshot.is_some(),
+                segments: plan.report.segments as u32,
+                truncated: plan.report.truncated.as_ref().map_or(0, |t| t.2),
+            },
+        );
+        self.storage_start(h, &plan);
+        let host = &mut self.hosts[h];
+        let broker = Broker::recover(host.config.clone(), &plan.state, broker_time(self.now));
+        host.broker = Some(broker);
+        host.written_lsn = lsn;
+        host.durable_lsn = lsn;
+        host.shadow = plan.state;
         // The writer starts before the broker does: a long log replayed is compacted at once.
-        self.maybe_roll();
-        self.check_memory_shadow();
-        self.after_broker();
+        self.maybe_roll(h);
+        self.check_memory_shadow(h);
+        self.watch_subscriptions(h);
+        self.after_broker(h);
     }
 }

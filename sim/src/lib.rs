@@ -4,11 +4,14 @@
 //! crashes at any event, torn and lost writes, write errors), then checks that every QoS 2
 //! message is delivered exactly once, every QoS 1 message at least once, that nothing
 //! acknowledged is lost across crashes, that order and the retained store are as MQTT says, that
-//! memory stays bounded and that every drop is counted. A failing seed replays the same run,
-//! event for event. See ARCHITECTURE.md.
+//! memory stays bounded and that every drop is counted. A share of the runs have two brokers,
+//! bridged over the same faulty network, and check the same end to end. A failing seed replays
+//! the same run, event for event. See ARCHITECTURE.md.
 
+pub mod bridge;
 pub mod checker;
 pub mod client;
+pub mod crossing;
 pub mod disk;
 pub mod host;
 pub mod net;
@@ -33,10 +36,24 @@ pub const SEC: u64 = 1_000_000;
 /// Simulated seconds of workload (faults and new messages) before the quiet period.
 pub const DEFAULT_SECS: u64 = 20;
 
+/// Whether a run has one broker or two bridged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunKind {
+    /// Drawn from the seed: `BRIDGED_SHARE` of the seeds run two brokers bridged.
+    #[default]
+    Drawn,
+    Single,
+    Bridged,
+}
+
+/// The share of seeds that run two brokers bridged, unless told otherwise.
+pub const BRIDGED_SHARE: f64 = 0.25;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub seed: u64,
+    pub kind: RunKind,
     pub bug: Option<Bug>,
     /// Simulated seconds of workload.
     pub secs: u64,
@@ -50,6 +67,7 @@ impl Options {
     pub fn new(seed: u64) -> Options {
         Options {
             seed,
+            kind: RunKind::Drawn,
             bug: None,
             secs: DEFAULT_SECS,
             trace: false,
@@ -60,6 +78,11 @@ impl Options {
     /// The command that runs exactly this again.
     pub fn replay_command(&self) -> String {
         let mut cmd = format!("cargo run --release -p midge-sim -- --seed {}", self.seed);
+        match self.kind {
+            RunKind::Drawn => {}
+            RunKind::Single => cmd.push_str(" --single"),
+            RunKind::Bridged => cmd.push_str(" --bridged"),
+        }
         if let Some(bug) = self.bug {
             write!(cmd, " --bug {bug}").expect("string");
         }
@@ -74,6 +97,8 @@ impl Options {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub seed: u64,
+    /// Two brokers, bridged.
+    pub bridged: bool,
     /// Hash of the whole event trace.
     pub hash: u64,
     pub events: u64,
@@ -101,6 +126,7 @@ pub fn run(opts: &Options) -> Outcome {
     let report = failure.as_ref().map(|f| report(opts, &world, f));
     Outcome {
         seed: opts.seed,
+        bridged: world.hosts.len() > 1,
         hash: world.trace.hash(),
         events: world.trace.count,
         sim_time: world.now,

@@ -6,9 +6,12 @@
 //! midge-sim --bug NAME ...           plants a bug in the broker (see --list-bugs)
 //! midge-sim --secs S                 simulated seconds of workload per run (default 20)
 //! midge-sim --jobs J                 worker threads for --seeds (default: every core)
+//! midge-sim --hashes                 also prints every seed's trace hash, in seed order
+//! midge-sim --bridged | --single      every run with two brokers bridged, or with one (by
+//!                                    default a quarter of the seeds, drawn, are bridged)
 //! ```
 
-use midge_sim::{Bug, DEFAULT_SECS, Options, Outcome, SEC, run, run_twice};
+use midge_sim::{Bug, DEFAULT_SECS, Options, Outcome, RunKind, SEC, run, run_twice};
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +28,11 @@ macro_rules! say {
 /// Every this many seeds of a range is run twice to check determinism.
 const TWICE_EVERY: u64 = 16;
 
-const USAGE: &str = "usage: midge-sim (--seed N [--trace] | --seeds A..B [--jobs J] | --list-bugs) [--bug NAME] [--secs S] [--keep EVENTS]";
+const USAGE: &str = "usage: midge-sim (--seed N [--trace] | --seeds A..B [--jobs J] [--hashes] | --list-bugs) [--bridged | --single] [--bug NAME] [--secs S] [--keep EVENTS]";
 
 struct Args {
     seed: Option<u64>,
+    kind: RunKind,
     seeds: Option<(u64, u64)>,
     bug: Option<Bug>,
     secs: u64,
@@ -36,11 +40,14 @@ struct Args {
     jobs: usize,
     keep: usize,
     list_bugs: bool,
+    /// Print each seed's trace hash: two builds that must run alike compare these lists.
+    hashes: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
         seed: None,
+        kind: RunKind::Drawn,
         seeds: None,
         bug: None,
         secs: DEFAULT_SECS,
@@ -48,6 +55,7 @@ fn parse() -> Result<Args, String> {
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         keep: 80,
         list_bugs: false,
+        hashes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -91,6 +99,9 @@ fn parse() -> Result<Args, String> {
             }
             "--trace" => args.trace = true,
             "--list-bugs" => args.list_bugs = true,
+            "--hashes" => args.hashes = true,
+            "--bridged" => args.kind = RunKind::Bridged,
+            "--single" => args.kind = RunKind::Single,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -117,6 +128,7 @@ fn main() -> ExitCode {
     }
     let options = |seed| Options {
         seed,
+        kind: args.kind,
         bug: args.bug,
         secs: args.secs,
         trace: args.trace,
@@ -136,12 +148,18 @@ fn main() -> ExitCode {
                     let _ = write!(std::io::stdout(), "{report}");
                 }
                 None => say!(
-                    "seed {seed} passed: {} events, {:.1} simulated s, {} crashes, {} messages; {} owed deliveries: {} arrived, {} to sessions that ended, {} counted drops; trace hash {:016x}",
+                    "seed {seed} passed{}: {} events, {:.1} simulated s, {} crashes, {} messages; {} owed deliveries ({} across the bridge): {} arrived, {} to sessions that ended, {} counted drops; trace hash {:016x}",
+                    if outcome.bridged {
+                        " (two brokers bridged)"
+                    } else {
+                        ""
+                    },
                     outcome.events,
                     outcome.sim_time as f64 / SEC as f64,
                     outcome.crashes,
                     outcome.messages,
                     outcome.counts.owed,
+                    outcome.counts.crossed,
                     outcome.counts.delivered,
                     outcome.counts.ended,
                     outcome.counts.dropped,
@@ -158,10 +176,19 @@ fn main() -> ExitCode {
     let passed = outcomes.len() - failed;
     let events: u64 = outcomes.iter().map(|o| o.events).sum();
     let sim: f64 = outcomes.iter().map(|o| o.sim_time as f64).sum::<f64>() / SEC as f64;
+    if args.hashes {
+        let mut sorted: Vec<&Outcome> = outcomes.iter().collect();
+        sorted.sort_unstable_by_key(|o| o.seed);
+        for o in sorted {
+            say!("seed {} hash {:016x} events {}", o.seed, o.hash, o.events);
+        }
+    }
     if b - a > 1 {
         say!(
-            "sim: {} seeds in {wall:.1} s on {} threads: {events} events ({:.0} per second), {sim:.0} simulated s ({:.0} per second)",
+            "sim: {} seeds ({} bridged, {} owed deliveries across a bridge) in {wall:.1} s on {} threads: {events} events ({:.0} per second), {sim:.0} simulated s ({:.0} per second)",
             outcomes.len(),
+            outcomes.iter().filter(|o| o.bridged).count(),
+            outcomes.iter().map(|o| o.counts.crossed).sum::<u64>(),
             args.jobs,
             events as f64 / wall,
             sim / wall

@@ -1,10 +1,12 @@
-//! The network: each connection (a link) is two one-way, in-order byte streams (pipes). Bytes
-//! written to a pipe arrive after a latency, in chunks of random size; a pipe can be stalled
-//! (one way), partitioned (both ways, with every other link of the client), or reset, which
-//! cuts it at any byte and ends it.
+//! The network: each connection (a link) is two one-way, in-order byte streams (pipes) between
+//! the end that connected (a model client, or a broker's host dialing a bridge) and the broker
+//! host that accepted it. Bytes written to a pipe arrive after a latency, in chunks of random
+//! size; a pipe can be stalled (one way), partitioned (both ways, with every other link of the
+//! client, or every link between brokers), or reset, which cuts it at any byte and ends it.
 
 use bytes::{Bytes, BytesMut};
 use midge_core::broker::ConnId;
+use midge_core::broker::bridge::BridgeId;
 use std::collections::VecDeque;
 
 pub type LinkId = u64;
@@ -89,28 +91,54 @@ impl Pipe {
     }
 }
 
-/// A network connection between a client and the broker.
+/// The end of a link that connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialer {
+    /// A model client, by index.
+    Client(usize),
+    /// A broker's host, connecting one of its bridges: `conn` is the dialing broker's name for
+    /// the link once the host answered `Dialed`; `incarnation` is the broker that asked for it.
+    Bridge {
+        host: usize,
+        incarnation: u64,
+        bridge: BridgeId,
+        conn: Option<ConnId>,
+    },
+}
+
+/// A network connection from a client (or a dialing broker) to a broker.
 #[derive(Debug)]
 pub struct Link {
-    pub client: usize,
-    /// The broker's name for it, once the broker accepted it.
+    pub dialer: Dialer,
+    /// The host that accepts the connection.
+    pub host: usize,
+    /// The accepting broker's name for it, once it accepted it.
     pub conn: Option<ConnId>,
     /// The connection reached the broker: the client's bytes may flow.
     pub open: bool,
-    /// Client to broker.
+    /// Client (dialer) to broker.
     pub up: Pipe,
-    /// Broker to client.
+    /// Broker to client (dialer).
     pub down: Pipe,
 }
 
 impl Link {
-    pub fn new(client: usize) -> Link {
+    pub fn new(dialer: Dialer, host: usize) -> Link {
         Link {
-            client,
+            dialer,
+            host,
             conn: None,
             open: false,
             up: Pipe::default(),
             down: Pipe::default(),
+        }
+    }
+
+    /// The model client at the dialing end, if it is one.
+    pub fn client(&self) -> Option<usize> {
+        match self.dialer {
+            Dialer::Client(c) => Some(c),
+            Dialer::Bridge { .. } => None,
         }
     }
 

@@ -5,6 +5,9 @@
 use crate::rng::Rng;
 use crate::{MS, SEC};
 use midge_core::broker::Config;
+use midge_core::broker::bridge::{
+    Backoff, BridgeAddress, BridgeConfig, BridgeDirection, BridgeTopic,
+};
 use midge_core::codec::{MAX_PACKET_SIZE, ProtocolVersion, QoS};
 
 /// Topic filters subscribers choose from. `r/#` reaches the retained topics, `w/+` the wills.
@@ -13,6 +16,23 @@ pub const FILTERS: [&str; 10] = [
 ];
 /// Topics of ordinary publishes.
 pub const TOPICS: [&str; 5] = ["a/b", "a/c", "b/c", "a/b/c", "x"];
+/// Topics of ordinary publishes in bridged runs: also two under `s/`, which bridge lines with
+/// that prefix rename.
+pub const BRIDGED_TOPICS: [&str; 7] = ["a/b", "a/c", "b/c", "a/b/c", "x", "s/a/b", "s/x"];
+/// Patterns of bridge topic lines. None matches a retained (`r/`) or will (`w/`) topic: what
+/// crosses is ordinary messages, so the retained store of each broker stays its own.
+pub const BRIDGE_PATTERNS: [&str; 5] = ["a/#", "a/b", "+/c", "x", "a/+"];
+/// Prefixes of bridge topic lines: `ra/` names on B what came from A, `rb/` on A what came
+/// from B, `s/` is used on either side.
+pub const BRIDGE_PREFIXES: [&str; 4] = ["", "ra/", "rb/", "s/"];
+/// Every prefix followed by every pattern: the filters subscribers use for what crosses to
+/// them (subscriptions name `&'static str` filters).
+pub const CROSSING_FILTERS: [[&str; 5]; 4] = [
+    ["a/#", "a/b", "+/c", "x", "a/+"],
+    ["ra/a/#", "ra/a/b", "ra/+/c", "ra/x", "ra/a/+"],
+    ["rb/a/#", "rb/a/b", "rb/+/c", "rb/x", "rb/a/+"],
+    ["s/a/#", "s/a/b", "s/+/c", "s/x", "s/a/+"],
+];
 /// Retained topics per owner: `r/<owner>/<k>`.
 pub const RETAINED_PER_OWNER: usize = 2;
 
@@ -73,6 +93,10 @@ pub struct ClientSpec {
     pub topic_alias_maximum: u16,
     /// MQTT 5: the share of its ordinary publishes that carry a Message Expiry Interval.
     pub expiring_share: f64,
+    /// The broker (host) it connects to.
+    pub host: usize,
+    /// The topics of its ordinary publishes.
+    pub topics: &'static [&'static str],
 }
 
 #[derive(Debug, Clone)]
@@ -114,14 +138,21 @@ pub struct DiskParams {
     pub compaction_crash: f64,
 }
 
+/// One broker of the run.
+#[derive(Debug, Clone)]
+pub struct HostParams {
+    pub config: Config,
+    /// Mean time between crashes of this broker, or none.
+    pub crash_mean: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Params {
-    pub config: Config,
+    /// The brokers; clients name theirs by index.
+    pub hosts: Vec<HostParams>,
     pub clients: Vec<ClientSpec>,
     pub net: NetParams,
     pub disk: DiskParams,
-    /// Mean time between broker crashes, or none.
-    pub crash_mean: Option<u64>,
     pub downtime_max: u64,
     /// Simulated time with faults and new messages, then the quiet period.
     pub workload: u64,
@@ -285,11 +316,10 @@ impl Params {
             }
         }
         Params {
-            config,
+            hosts: vec![HostParams { config, crash_mean }],
             clients,
             net,
             disk,
-            crash_mean,
             downtime_max,
             workload: workload_secs * SEC,
             quiet_max: 1200 * SEC,
@@ -390,5 +420,220 @@ fn draw_client(rng: &mut Rng, idx: usize, max_keepalive: Option<u16>) -> ClientS
         shared_worker: false,
         topic_alias_maximum: 0,
         expiring_share: 0.0,
+        host: 0,
+        topics: &TOPICS,
     }
+}
+
+/// The client id of the run's bridge on the remote broker, and of its session on its own.
+pub const BRIDGE_CLIENT_ID: &str = "bridge-a";
+pub const BRIDGE_LOCAL_CLIENT_ID: &str = "local.bridge-a";
+
+/// A topic line's pattern and prefixes, by index into `BRIDGE_PATTERNS` and
+/// `BRIDGE_PREFIXES` (so that the filter of either side is in `CROSSING_FILTERS`).
+#[derive(Debug, Clone, Copy)]
+struct LineDraw {
+    direction: BridgeDirection,
+    pattern: usize,
+    local: usize,
+    remote: usize,
+}
+
+impl Params {
+    /// Turns a drawn run into a bridged one: broker A (host 0, as drawn) bridged to broker B
+    /// (host 1) with persistence on both, clients spread over both, publishing and subscribing
+    /// on topics that cross. Everything here is drawn from `rng`, a stream of its own, so the
+    /// draws of a run with one broker stay what they are.
+    pub fn make_bridged(&mut self, rng: &mut Rng) {
+        // Queues large enough that nothing acknowledged is dropped on the way: a drop in the
+        // bridge's session would be no client's and could not be matched to a counted one.
+        let a = &mut self.hosts[0].config;
+        a.max_queued_messages = 100_000;
+        a.max_queued_bytes = 0;
+        // Room for the bridge's state notification, retained on both brokers.
+        a.max_retained_messages += 1;
+        let mut b = a.clone();
+        for chunk in b.client_id_seed.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.u64().to_le_bytes());
+        }
+        let crash_mean = rng.chance(0.85).then(|| rng.log_range(300 * MS, 15 * SEC));
+
+        let a_max_keepalive = self.hosts[0].config.max_keepalive;
+        let protocol = if rng.chance(0.5) {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        let mut lines = Vec::new();
+        for _ in 0..rng.range(1, 3) {
+            let direction = [
+                BridgeDirection::Out,
+                BridgeDirection::In,
+                BridgeDirection::Both,
+            ][rng.below(3) as usize];
+            // Each side's filter must match what is published there: `s/` on either side,
+            // `ra/` only on B (named by a line out of A), `rb/` only on A.
+            let (local, remote) = match direction {
+                BridgeDirection::Out => (rng.pick(&[0, 3]), rng.pick(&[0, 1, 3])),
+                BridgeDirection::In => (rng.pick(&[0, 2, 3]), rng.pick(&[0, 3])),
+                BridgeDirection::Both => (rng.pick(&[0, 3]), rng.pick(&[0, 3])),
+            };
+            lines.push(LineDraw {
+                direction,
+                pattern: rng.below(BRIDGE_PATTERNS.len() as u64) as usize,
+                local,
+                remote,
+            });
+        }
+        let topics = lines
+            .iter()
+            .map(|l| BridgeTopic {
+                pattern: BRIDGE_PATTERNS[l.pattern].to_owned(),
+                direction: l.direction,
+                qos: if rng.chance(0.6) {
+                    QoS::ExactlyOnce
+                } else {
+                    QoS::AtLeastOnce
+                },
+                local_prefix: BRIDGE_PREFIXES[l.local].to_owned(),
+                remote_prefix: BRIDGE_PREFIXES[l.remote].to_owned(),
+            })
+            .collect();
+        let restart = match rng.below(4) {
+            0 => Backoff::Constant { secs: 0 },
+            1 => Backoff::Constant { secs: 1 },
+            2 => Backoff::Jitter {
+                base_secs: 0,
+                cap_secs: 1,
+            },
+            _ => Backoff::Jitter {
+                base_secs: 0,
+                cap_secs: 2,
+            },
+        };
+        let notifications = rng.chance(0.5);
+        let bridge = BridgeConfig {
+            name: "ab".to_owned(),
+            addresses: vec![BridgeAddress {
+                host: crate::bridge::host_name(1),
+                port: 1883,
+            }],
+            round_robin: false,
+            topics,
+            remote_clientid: BRIDGE_CLIENT_ID.to_owned(),
+            local_clientid: BRIDGE_LOCAL_CLIENT_ID.to_owned(),
+            remote_username: None,
+            remote_password: None,
+            clean_session: false,
+            local_clean_session: false,
+            protocol,
+            // Without it a 3.1.1 bridge with `both` lines loops; the run is about the bridge
+            // as it is meant to be configured.
+            try_private: true,
+            // Within the remote's maximum, which refuses a 3.1.1 client asking for more.
+            keepalive_secs: match a_max_keepalive {
+                Some(max) if !protocol.is_v5() => rng.pick(&[2, 5, 10, 60]).min(max).max(1),
+                _ => rng.pick(&[2, 5, 10, 60]),
+            },
+            restart,
+            notifications,
+            notifications_local_only: notifications && rng.chance(0.3),
+            notification_topic: format!("$SYS/broker/connection/{BRIDGE_CLIENT_ID}/state"),
+        };
+        self.hosts[0].config.bridges = vec![bridge];
+        self.hosts.push(HostParams {
+            config: b,
+            crash_mean,
+        });
+
+        // Clients on both brokers; a shared subscription group lives on one of them.
+        let group_host = rng.below(2) as usize;
+        // Retained owners stay on A (below), and the group stays on one broker.
+        let group_host = if self
+            .clients
+            .iter()
+            .any(|c| c.shared_worker && c.retained_owner)
+        {
+            0
+        } else {
+            group_host
+        };
+        for c in &mut self.clients {
+            // Retained topics never cross and the auditor reads A's store: their owners
+            // publish on A.
+            c.host = if c.shared_worker {
+                group_host
+            } else if c.retained_owner {
+                0
+            } else {
+                rng.below(2) as usize
+            };
+            c.topics = &BRIDGED_TOPICS;
+            if c.shared_worker || c.filters.is_empty() || !rng.chance(0.7) {
+                continue;
+            }
+            if let Some(filter) = crossing_filter(&lines, c.host, rng)
+                && !c.filters.iter().any(|(f, _)| *f == filter)
+            {
+                c.filters.push((filter, qos_of(rng.weighted(&[1, 2, 2]))));
+            }
+        }
+        // Clients on both brokers (a run has two at least).
+        for host in 0..2 {
+            if self.clients.iter().any(|c| c.host == host) {
+                continue;
+            }
+            let movable = |c: &ClientSpec| !c.shared_worker && !c.retained_owner;
+            let i = self
+                .clients
+                .iter()
+                .rposition(movable)
+                .or_else(|| self.clients.iter().rposition(|c| !c.shared_worker));
+            if let Some(i) = i {
+                let c = &mut self.clients[i];
+                c.host = host;
+                // Retained topics stay on A.
+                c.retained_owner &= host == 0;
+            }
+        }
+        // On each broker a publisher, and a persistent subscriber at QoS 2 to what crosses to
+        // it, when something does.
+        for host in 0..2 {
+            let on: Vec<usize> = (0..self.clients.len())
+                .filter(|&i| self.clients[i].host == host)
+                .collect();
+            let Some(&first) = on.first() else { continue };
+            if !on.iter().any(|&i| self.clients[i].publisher) {
+                self.clients[first].publisher = true;
+            }
+            let subscriber = on.iter().rev().find(|&&i| !self.clients[i].shared_worker);
+            if let Some(&last) = subscriber
+                && let Some(filter) = crossing_filter(&lines, host, rng)
+            {
+                let c = &mut self.clients[last];
+                c.session = SessionKind::Persistent;
+                c.p_fresh = 0.0;
+                c.max_packet_size = None;
+                c.filters.retain(|(f, _)| *f != filter);
+                c.filters.push((filter, QoS::ExactlyOnce));
+            }
+        }
+    }
+}
+
+/// The filter, on `host`'s side, of a line that carries messages to it, if any does.
+fn crossing_filter(lines: &[LineDraw], host: usize, rng: &mut Rng) -> Option<&'static str> {
+    let into: Vec<&'static str> = lines
+        .iter()
+        .filter_map(|l| match (host, l.direction) {
+            (0, BridgeDirection::In | BridgeDirection::Both) => {
+                Some(CROSSING_FILTERS[l.local][l.pattern])
+            }
+            (1, BridgeDirection::Out | BridgeDirection::Both) => {
+                Some(CROSSING_FILTERS[l.remote][l.pattern])
+            }
+            _ => None,
+        })
+        .collect();
+    (!into.is_empty()).then(|| rng.pick(&into))
 }

@@ -135,25 +135,28 @@ fn snapshot_bytes(state: &State) -> Bytes {
 }
 
 impl World {
-    fn file_event(&mut self, what: &'static str, name: &str) {
-        self.push(Ev::File {
-            what,
-            name: name.to_owned(),
-        });
+    fn file_event(&mut self, h: usize, what: &'static str, name: &str) {
+        self.host_push(
+            h,
+            Ev::File {
+                what,
+                name: name.to_owned(),
+            },
+        );
     }
 
     /// Appends a batch to the newest segment (or keeps it for after a roll).
-    pub(crate) fn write_batch(&mut self, lsn: Lsn, bytes: Bytes) {
-        if self.host.log.roll.is_some() {
-            self.host.log.unwritten.push_back((lsn, bytes));
+    pub(crate) fn write_batch(&mut self, h: usize, lsn: Lsn, bytes: Bytes) {
+        if self.hosts[h].log.roll.is_some() {
+            self.hosts[h].log.unwritten.push_back((lsn, bytes));
             return;
         }
-        let error = self.host.fail_next_write;
-        self.host.fail_next_write = false;
-        let was_failed = self.host.disk.failed;
-        let segment = self.host.log.segment.clone();
+        let error = self.hosts[h].fail_next_write;
+        self.hosts[h].fail_next_write = false;
+        let was_failed = self.hosts[h].disk.failed;
+        let segment = self.hosts[h].log.segment.clone();
         let inject = error && !was_failed;
-        let written = self.host.disk.append(
+        let written = self.hosts[h].disk.append(
             &segment,
             &bytes,
             if inject {
@@ -163,34 +166,39 @@ impl World {
             },
         );
         if inject {
-            self.push(Ev::WriteError {
-                kept: written as u32,
-                of: bytes.len() as u32,
-            });
+            self.host_push(
+                h,
+                Ev::WriteError {
+                    kept: written as u32,
+                    of: bytes.len() as u32,
+                },
+            );
             // The driver stops reporting durability; its supervisor restarts the broker.
             let at = self.now + self.rng_fault.range(200 * MS, 3 * SEC);
-            let incarnation = self.host.incarnation;
+            let incarnation = self.hosts[h].incarnation;
             self.schedule(
                 at,
                 Event::Crash {
+                    host: h,
                     forced: Some(incarnation),
                 },
             );
             return;
         }
-        if self.host.disk.failed {
+        if self.hosts[h].disk.failed {
             return;
         }
-        let log = &mut self.host.log;
+        let host = &mut self.hosts[h];
+        let log = &mut host.log;
         log.written = lsn;
         log.log_since_snapshot += bytes.len() as u64;
-        let end = self.host.disk.len(&segment);
+        let end = host.disk.len(&segment);
         log.appended.push_back((end, lsn));
-        self.schedule_fsync();
+        self.schedule_fsync(h);
     }
 
-    fn schedule_fsync(&mut self) {
-        let log = &mut self.host.log;
+    fn schedule_fsync(&mut self, h: usize) {
+        let log = &mut self.hosts[h].log;
         if log.fsync.is_some() || log.fsync_scheduled || log.appended.is_empty() {
             return;
         }
@@ -201,13 +209,14 @@ impl World {
         } else {
             self.rng_disk.range(0, max)
         };
-        self.schedule(self.now + delay, Event::FsyncStart);
+        self.schedule(self.now + delay, Event::FsyncStart(h));
     }
 
-    pub fn fsync_start(&mut self) {
-        let log = &mut self.host.log;
+    pub fn fsync_start(&mut self, h: usize) {
+        let host = &mut self.hosts[h];
+        let log = &mut host.log;
         log.fsync_scheduled = false;
-        if self.host.broker.is_none() || self.host.disk.failed || log.fsync.is_some() {
+        if host.broker.is_none() || host.disk.failed || log.fsync.is_some() {
             return;
         }
         let Some(&(end, lsn)) = log.appended.back() else {
@@ -216,9 +225,9 @@ impl World {
         log.fsync_generation += 1;
         let generation = log.fsync_generation;
         log.fsync = Some((generation, log.segment.clone(), end, lsn));
-        self.push(Ev::FsyncStart { lsn });
+        self.host_push(h, Ev::FsyncStart { lsn });
         let at = self.now + self.fsync_latency();
-        self.schedule(at, Event::FsyncDone(generation));
+        self.schedule(at, Event::FsyncDone(h, generation));
     }
 
     fn fsync_latency(&mut self) -> u64 {
@@ -226,8 +235,9 @@ impl World {
         self.rng_disk.range(lo, hi)
     }
 
-    pub fn fsync_done(&mut self, generation: u64) {
-        let log = &mut self.host.log;
+    pub fn fsync_done(&mut self, h: usize, generation: u64) {
+        let host = &mut self.hosts[h];
+        let log = &mut host.log;
         let Some((g, segment, end, lsn)) = log.fsync.take() else {
             return;
         };
@@ -235,26 +245,27 @@ impl World {
             log.fsync = Some((g, segment, end, lsn));
             return;
         }
-        if !self.host.disk.sync(&segment, end) {
+        if !host.disk.sync(&segment, end) {
             // fsync failed: nothing is reported durable any more.
             return;
         }
         while log.appended.front().is_some_and(|(e, _)| *e <= end) {
             log.appended.pop_front();
         }
-        self.host.durable_lsn = lsn;
-        self.push(Ev::Durable { lsn });
-        self.broker_input("durable", ConnId(0), Input::Durable { lsn });
-        self.schedule_fsync();
-        self.maybe_roll();
+        host.durable_lsn = lsn;
+        self.host_push(h, Ev::Durable { lsn });
+        self.broker_input(h, "durable", ConnId(0), Input::Durable { lsn });
+        self.watch_subscriptions(h);
+        self.schedule_fsync(h);
+        self.maybe_roll(h);
     }
 
     /// After a turn of the writer: starts a new segment and a snapshot when the log since the
     /// last one outgrew the limit (the daemon's `Writer::maybe_snapshot`).
-    pub(crate) fn maybe_roll(&mut self) {
-        let log = &self.host.log;
-        if self.host.broker.is_none()
-            || self.host.disk.failed
+    pub(crate) fn maybe_roll(&mut self, h: usize) {
+        let log = &self.hosts[h].log;
+        if self.hosts[h].broker.is_none()
+            || self.hosts[h].disk.failed
             || log.log_since_snapshot == 0
             || log.roll.is_some()
             || log.compaction.is_some()
@@ -273,8 +284,8 @@ impl World {
             return;
         }
         let lsn = log.written;
-        if self.host.shadow.last_lsn() != lsn {
-            let shadow = self.host.shadow.last_lsn();
+        if self.hosts[h].shadow.last_lsn() != lsn {
+            let shadow = self.hosts[h].shadow.last_lsn();
             return self.fail(
                 "simulator consistency",
                 format!("the log is written to LSN {lsn}, the state is at {shadow}"),
@@ -284,28 +295,28 @@ impl World {
         {
             // Past the roll's two steps, the snapshot's six and a removal or two.
             let k = self.rng_fault.below(10);
-            self.host.log.crash_after = Some(self.host.log.steps + k + 1);
+            self.hosts[h].log.crash_after = Some(self.hosts[h].log.steps + k + 1);
         }
-        let snapshot = snapshot_bytes(&self.host.shadow);
-        let segment = self.host.log.segment.clone();
-        if self.host.disk.len(&segment) == 0 {
+        let snapshot = snapshot_bytes(&self.hosts[h].shadow);
+        let segment = self.hosts[h].log.segment.clone();
+        if self.hosts[h].disk.len(&segment) == 0 {
             // The newest segment already starts after the snapshot.
-            return self.start_compaction(lsn, snapshot);
+            return self.start_compaction(h, lsn, snapshot);
         }
-        self.host.log.roll = Some(Roll {
+        self.hosts[h].log.roll = Some(Roll {
             lsn,
             snapshot,
             created: false,
         });
-        self.next_storage_step(0);
+        self.next_storage_step(h, 0);
     }
 
     /// Schedules the next step of a roll or compaction after `delay`.
-    fn next_storage_step(&mut self, delay: u64) {
-        self.host.log.step_seq += 1;
-        let seq = self.host.log.step_seq;
+    fn next_storage_step(&mut self, h: usize, delay: u64) {
+        self.hosts[h].log.step_seq += 1;
+        let seq = self.hosts[h].log.step_seq;
         let at = self.now + delay;
-        self.schedule(at, Event::StorageStep(seq));
+        self.schedule(at, Event::StorageStep(h, seq));
     }
 
     /// The delay before a step completes: an fsync takes a disk's fsync time.
@@ -317,88 +328,94 @@ impl World {
         }
     }
 
-    pub fn storage_step(&mut self, seq: u64) {
-        if seq != self.host.log.step_seq || self.host.broker.is_none() {
+    pub fn storage_step(&mut self, h: usize, seq: u64) {
+        if seq != self.hosts[h].log.step_seq || self.hosts[h].broker.is_none() {
             return;
         }
-        if self.host.log.roll.is_some() {
-            self.roll_step();
-        } else if self.host.log.compaction.is_some() {
-            self.compaction_step();
+        if self.hosts[h].log.roll.is_some() {
+            self.roll_step(h);
+        } else if self.hosts[h].log.compaction.is_some() {
+            self.compaction_step(h);
         } else {
             return;
         }
-        let log = &mut self.host.log;
+        let host = &mut self.hosts[h];
+        let log = &mut host.log;
         log.steps += 1;
-        if log.crash_after == Some(log.steps) && self.host.broker.is_some() {
+        if log.crash_after == Some(log.steps) && host.broker.is_some() {
             log.crash_after = None;
-            self.push(Ev::Phase("crash planned inside a compaction"));
-            self.crash();
+            self.host_push(h, Ev::Phase("crash planned inside a compaction"));
+            self.crash(h);
         }
     }
 
-    fn roll_step(&mut self) {
-        let Some(roll) = self.host.log.roll.as_mut() else {
+    fn roll_step(&mut self, h: usize) {
+        let Some(roll) = self.hosts[h].log.roll.as_mut() else {
             return;
         };
         let name = segment_name(roll.lsn + 1);
         if !roll.created {
             roll.created = true;
-            if !self.host.disk.create(&name) {
-                return self.abort_roll();
+            if !self.hosts[h].disk.create(&name) {
+                return self.abort_roll(h);
             }
-            self.file_event("create segment", &name);
+            self.file_event(h, "create segment", &name);
             let delay = self.step_delay(true);
-            return self.next_storage_step(delay);
+            return self.next_storage_step(h, delay);
         }
-        if !self.host.disk.sync_dir() {
-            return self.abort_roll();
+        if !self.hosts[h].disk.sync_dir() {
+            return self.abort_roll(h);
         }
-        self.file_event("fsync directory (new segment)", &name);
-        let roll = self.host.log.roll.take().expect("roll");
-        self.host.log.segment = name;
-        self.start_compaction(roll.lsn, roll.snapshot);
-        self.write_unwritten();
+        self.file_event(h, "fsync directory (new segment)", &name);
+        let roll = self.hosts[h].log.roll.take().expect("roll");
+        self.hosts[h].log.segment = name;
+        self.start_compaction(h, roll.lsn, roll.snapshot);
+        self.write_unwritten(h);
     }
 
     /// The disk failed during a roll: the writer keeps its segment (and the broker, which
     /// hears of no more durability, is restarted by its supervisor).
-    fn abort_roll(&mut self) {
-        self.host.log.roll = None;
-        self.write_unwritten();
+    fn abort_roll(&mut self, h: usize) {
+        self.hosts[h].log.roll = None;
+        self.write_unwritten(h);
     }
 
-    fn write_unwritten(&mut self) {
-        while let Some((lsn, bytes)) = self.host.log.unwritten.pop_front() {
-            self.write_batch(lsn, bytes);
+    fn write_unwritten(&mut self, h: usize) {
+        while let Some((lsn, bytes)) = self.hosts[h].log.unwritten.pop_front() {
+            self.write_batch(h, lsn, bytes);
         }
     }
 
-    fn start_compaction(&mut self, lsn: Lsn, bytes: Bytes) {
-        self.push(Ev::File {
-            what: "snapshot asked for at lsn",
-            name: lsn.to_string(),
-        });
-        let log = &mut self.host.log;
+    fn start_compaction(&mut self, h: usize, lsn: Lsn, bytes: Bytes) {
+        self.host_push(
+            h,
+            Ev::File {
+                what: "snapshot asked for at lsn",
+                name: lsn.to_string(),
+            },
+        );
+        let host = &mut self.hosts[h];
+        let log = &mut host.log;
         log.log_since_snapshot = 0;
         log.compaction = Some(Compaction {
             lsn,
             bytes,
-            steps: planted_snapshot_steps(self.params.config.bug),
+            steps: planted_snapshot_steps(host.config.bug),
             next: 0,
             removing: None,
         });
         let delay = self.step_delay(false);
-        self.next_storage_step(delay);
+        self.next_storage_step(h, delay);
     }
 
-    fn compaction_step(&mut self) {
-        let Some(c) = self.host.log.compaction.as_mut() else {
+    fn compaction_step(&mut self, h: usize) {
+        let host = &mut self.hosts[h];
+        let Some(c) = host.log.compaction.as_mut() else {
             return;
         };
         let (lsn, step) = (c.lsn, c.steps[c.next]);
         let (tmp, snap) = (temp_name(lsn), snapshot_name(lsn));
-        let disk = &mut self.host.disk;
+        let disk = &mut host.disk;
         let done = match step {
             SnapshotStep::CreateTemp => disk.create(&tmp),
             SnapshotStep::Write => {
@@ -417,9 +434,9 @@ impl World {
                     let name = removing.remove(0);
                     // A removal that fails is logged by the daemon and left to recovery.
                     disk.remove(&name);
-                    self.file_event("remove (compacted)", &name);
+                    self.file_event(h, "remove (compacted)", &name);
                     let delay = self.step_delay(false);
-                    return self.next_storage_step(delay);
+                    return self.next_storage_step(h, delay);
                 }
                 true
             }
@@ -437,14 +454,14 @@ impl World {
             SnapshotStep::RemoveReplaced => lsn.to_string(),
             _ => tmp.clone(),
         };
-        self.file_event(what, &shown);
+        self.file_event(h, what, &shown);
         if !done {
             // As the daemon: the unfinished snapshot goes, compaction is tried again later.
-            self.host.disk.remove(&tmp);
-            self.host.log.compaction = None;
+            self.hosts[h].disk.remove(&tmp);
+            self.hosts[h].log.compaction = None;
             return;
         }
-        let c = self.host.log.compaction.as_mut().expect("compaction");
+        let c = self.hosts[h].log.compaction.as_mut().expect("compaction");
         c.next += 1;
         if c.next < c.steps.len() {
             let sync = matches!(
@@ -452,39 +469,42 @@ impl World {
                 SnapshotStep::SyncTemp | SnapshotStep::SyncDir
             );
             let delay = self.step_delay(sync);
-            return self.next_storage_step(delay);
+            return self.next_storage_step(h, delay);
         }
-        let c = self.host.log.compaction.take().expect("compaction");
-        self.host.log.snapshot_size = c.bytes.len() as u64;
-        self.host.log.snapshots += 1;
-        self.maybe_roll();
+        let c = self.hosts[h].log.compaction.take().expect("compaction");
+        self.hosts[h].log.snapshot_size = c.bytes.len() as u64;
+        self.hosts[h].log.snapshots += 1;
+        self.maybe_roll(h);
     }
 
     /// A graceful stop (the daemon's `Storage::close`): a roll in progress completes, what
     /// waits is written and everything is fsynced; a snapshot in progress is abandoned.
-    pub(crate) fn storage_close(&mut self) {
-        if let Some(roll) = self.host.log.roll.take() {
+    pub(crate) fn storage_close(&mut self, h: usize) {
+        if let Some(roll) = self.hosts[h].log.roll.take() {
             let name = segment_name(roll.lsn + 1);
-            let created = roll.created || self.host.disk.create(&name);
-            if created && self.host.disk.sync_dir() {
-                self.host.log.segment = name;
+            let created = roll.created || self.hosts[h].disk.create(&name);
+            if created && self.hosts[h].disk.sync_dir() {
+                self.hosts[h].log.segment = name;
             }
         }
-        self.write_unwritten();
-        let segment = self.host.log.segment.clone();
-        let end = self.host.disk.len(&segment);
-        if self.host.disk.sync(&segment, end) && self.host.written_lsn > self.host.durable_lsn {
-            let lsn = self.host.written_lsn;
-            self.host.log.appended.clear();
-            self.host.durable_lsn = lsn;
-            self.push(Ev::Durable { lsn });
-            self.broker_input("durable", ConnId(0), Input::Durable { lsn });
+        self.write_unwritten(h);
+        let segment = self.hosts[h].log.segment.clone();
+        let end = self.hosts[h].disk.len(&segment);
+        if self.hosts[h].disk.sync(&segment, end)
+            && self.hosts[h].written_lsn > self.hosts[h].durable_lsn
+        {
+            let lsn = self.hosts[h].written_lsn;
+            self.hosts[h].log.appended.clear();
+            self.hosts[h].durable_lsn = lsn;
+            self.host_push(h, Ev::Durable { lsn });
+            self.broker_input(h, "durable", ConnId(0), Input::Durable { lsn });
+            self.watch_subscriptions(h);
         }
     }
 
     /// The process is gone: so are the writer's and compactor's threads.
-    pub(crate) fn storage_die(&mut self) {
-        let log = &mut self.host.log;
+    pub(crate) fn storage_die(&mut self, h: usize) {
+        let log = &mut self.hosts[h].log;
         log.fsync = None;
         log.appended.clear();
         log.unwritten.clear();
@@ -496,9 +516,9 @@ impl World {
 
     /// Recovery at startup, then the writer starts (the daemon's `Storage::start`): in the
     /// segment recovery chose, or in a new one at the next LSN.
-    pub(crate) fn storage_start(&mut self, plan: &Recovery) {
+    pub(crate) fn storage_start(&mut self, h: usize, plan: &Recovery) {
         let last = plan.state.last_lsn();
-        let log = &mut self.host.log;
+        let log = &mut self.hosts[h].log;
         log.written = last;
         log.log_since_snapshot = plan.log_bytes;
         log.snapshot_size = plan.snapshot_size;
@@ -506,9 +526,9 @@ impl World {
             Some(seg) => log.segment = seg.name.clone(),
             None => {
                 let name = segment_name(last + 1);
-                self.host.disk.create(&name);
-                self.host.disk.sync_dir();
-                self.host.log.segment = name;
+                self.hosts[h].disk.create(&name);
+                self.hosts[h].disk.sync_dir();
+                self.hosts[h].log.segment = name;
             }
         }
     }

@@ -127,6 +127,12 @@ pub enum Ev {
         b: u64,
     },
     Phase(&'static str),
+    /// An event of a broker other than the first (whose events are unmarked, as they were
+    /// when the simulator ran one broker).
+    Host {
+        host: usize,
+        ev: Box<Ev>,
+    },
 }
 
 impl fmt::Display for Ev {
@@ -214,6 +220,7 @@ impl fmt::Display for Ev {
             Ev::Lost { client, why } => write!(f, "c{client} connection ends: {why}"),
             Ev::Fault { what, a, b } => write!(f, "fault: {what} {a} {b}"),
             Ev::Phase(what) => write!(f, "== {what}"),
+            Ev::Host { host, ev } => write!(f, "[broker {host}] {ev}"),
         }
     }
 }

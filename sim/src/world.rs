@@ -1,15 +1,17 @@
 //! The world: virtual time, one priority queue of events, and the dispatch of each event to the
-//! network, the broker's host, the disk or a client. No threads, no sockets, no clock: the run is
+//! network, a broker's host, its disk or a client. No threads, no sockets, no clock: the run is
 //! a function of the seed.
 
+use crate::bridge::{Tap, Watch};
 use crate::checker::Checker;
 use crate::client::{Client, ClientTimer, ConnState};
+use crate::crossing::Crossing;
 use crate::host::Host;
-use crate::net::{Link, LinkId};
+use crate::net::{Dialer, Link, LinkId};
 use crate::params::{Params, SessionKind};
 use crate::rng::Rng;
 use crate::trace::{Ev, Trace};
-use crate::{MS, Options, SEC};
+use crate::{BRIDGED_SHARE, MS, Options, RunKind, SEC};
 use midge_core::codec::{ProtocolVersion, QoS};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -34,25 +36,33 @@ pub enum Fault {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
-    /// A client's connection attempt reaches the broker's host.
+    /// A connection attempt (a client's, or a broker's for a bridge) reaches the host it
+    /// connects to.
     LinkOpen(LinkId),
-    /// The client learns that nobody listens.
+    /// The dialer learns that nobody listens.
     LinkRefused(LinkId),
+    /// The accepting host's answer to a bridge's connection attempt reaches the dialing host.
+    LinkAccepted(LinkId),
+    /// A bridge's connection attempt timed out unanswered (a partition).
+    DialTimeout(LinkId),
     Deliver(LinkId, bool),
-    /// The broker asked to be woken at this time.
-    BrokerWake(u64),
-    FsyncStart,
-    FsyncDone(u64),
-    /// The next step of a roll or compaction (`storage.rs`), named by its sequence number.
-    StorageStep(u64),
+    /// Host `.0`'s broker asked to be woken at this time.
+    BrokerWake(usize, u64),
+    FsyncStart(usize),
+    FsyncDone(usize, u64),
+    /// The next step of a roll or compaction (`storage.rs`) of a host, named by its sequence
+    /// number.
+    StorageStep(usize, u64),
     Client(usize, u64, ClientTimer),
-    /// A crash during the workload; a `forced` one (the supervisor restarting the broker
-    /// incarnation whose disk failed) happens in any phase, unless that broker is gone already.
+    /// A crash of a host's broker during the workload; a `forced` one (the supervisor
+    /// restarting the broker incarnation whose disk failed) happens in any phase, unless that
+    /// broker is gone already.
     Crash {
+        host: usize,
         forced: Option<u64>,
     },
-    Restart,
-    WriteError,
+    Restart(usize),
+    WriteError(usize),
     Fault(Fault),
     EndWorkload,
     QuietCheck,
@@ -93,13 +103,16 @@ pub struct World {
     pub rng_fault: Rng,
     pub links: BTreeMap<LinkId, Link>,
     next_link: LinkId,
-    pub host: Host,
+    /// The brokers, by index; a run with one broker has one.
+    pub hosts: Vec<Host>,
     pub clients: Vec<Client>,
     pub checker: Checker,
     pub trace: Trace,
     pub phase: Phase,
-    /// Per client: partitioned from the broker until then.
+    /// Per client: partitioned from the brokers until then.
     pub partitioned_until: Vec<u64>,
+    /// The brokers are partitioned from each other until then.
+    pub brokers_partitioned_until: u64,
     quiet_since: u64,
     quiet_streak: u32,
     /// Messages and acknowledgements clients received: progress.
@@ -112,7 +125,15 @@ pub struct World {
     /// When the broker stopped knowing each link's connection (it closed it, was told it
     /// closed, or crashed): where a detached session's expiry starts.
     pub conn_end: BTreeMap<LinkId, u64>,
+    /// Bridge links decoded as read, by (link, direction).
+    pub taps: BTreeMap<(LinkId, bool), Tap>,
+    /// The subscriptions bridges forward by, until durable.
+    pub watches: Vec<Watch>,
 }
+
+/// Names the stream bridged runs are drawn from: not a fork of the root, so that drawing it
+/// changes no draw of a run with one broker.
+const BRIDGE_STREAM: u64 = 0x6272_6964_6765_0000;
 
 /// Most events a run may take before it counts as a livelock.
 const EVENT_BUDGET: u64 = 50_000_000;
@@ -120,6 +141,9 @@ const EVENT_BUDGET: u64 = 50_000_000;
 const STANDSTILL: u64 = 30 * SEC;
 /// How often clients check their timers.
 pub const TICK: u64 = 100 * MS;
+/// How long a host waits for the answer to a bridge's connection attempt before it reports
+/// the dial failed.
+pub const DIAL_TIMEOUT: u64 = 2 * SEC;
 
 impl World {
     pub fn new(opts: &Options) -> World {
@@ -128,7 +152,16 @@ impl World {
         let rng_net = root.fork();
         let rng_disk = root.fork();
         let rng_fault = root.fork();
-        let params = Params::draw(&mut rng_params, opts.secs, opts.bug);
+        let mut params = Params::draw(&mut rng_params, opts.secs, opts.bug);
+        let mut rng_bridge = Rng::new(opts.seed ^ BRIDGE_STREAM);
+        let bridged = match opts.kind {
+            RunKind::Drawn => rng_bridge.chance(BRIDGED_SHARE),
+            RunKind::Single => false,
+            RunKind::Bridged => true,
+        };
+        if bridged {
+            params.make_bridged(&mut rng_bridge);
+        }
         let mut clients: Vec<Client> = params
             .clients
             .iter()
@@ -161,6 +194,8 @@ impl World {
                 shared_worker: false,
                 topic_alias_maximum: 0,
                 expiring_share: 0.0,
+                host: 0,
+                topics: &crate::params::TOPICS,
             },
             root.fork(),
         ));
@@ -169,11 +204,28 @@ impl World {
             checker.clients[i].max_packet = c.spec.max_packet_size;
             checker.clients[i].v5 = c.spec.version.is_v5();
             checker.clients[i].worker = c.spec.shared_worker;
+            checker.clients[i].host = c.spec.host;
+        }
+        let mut watches = Vec::new();
+        for (h, hp) in params.hosts.iter().enumerate() {
+            for b in &hp.config.bridges {
+                let remote = b
+                    .addresses
+                    .first()
+                    .and_then(|a| crate::bridge::host_of(&a.host))
+                    .unwrap_or(h);
+                checker.crossing = Some(Crossing::new(h, remote, b));
+                watches.extend(crate::bridge::watches(h, remote, b));
+            }
         }
         // Payloads, plus topic (at most 8 bytes here), packet id, properties and header.
         let largest_payload = params.clients.iter().map(|c| c.max_payload).max();
         let largest_publish = largest_payload.unwrap_or(0).max(crate::payload::TAG_LEN) + 32;
-        let host = Host::new(params.config.clone(), largest_publish, params.net.chunk_max);
+        let hosts = params
+            .hosts
+            .iter()
+            .map(|hp| Host::new(hp.config.clone(), largest_publish, params.net.chunk_max))
+            .collect();
         let n = clients.len();
         World {
             now: 0,
@@ -185,12 +237,13 @@ impl World {
             rng_fault,
             links: BTreeMap::new(),
             next_link: 1,
-            host,
+            hosts,
             clients,
             checker,
             trace: Trace::new(opts.keep, opts.trace),
             phase: Phase::Workload,
             partitioned_until: vec![0; n],
+            brokers_partitioned_until: 0,
             quiet_since: 0,
             quiet_streak: 0,
             progress: 0,
@@ -199,6 +252,8 @@ impl World {
             crashes: 0,
             auditor,
             conn_end: BTreeMap::new(),
+            taps: BTreeMap::new(),
+            watches,
         }
     }
 
@@ -247,7 +302,9 @@ impl World {
 
     fn start(&mut self) {
         self.push(Ev::Phase("workload"));
-        self.host_start();
+        for h in 0..self.hosts.len() {
+            self.host_start(h);
+        }
         for c in 0..self.auditor {
             let at = self.rng_fault.below(50 * MS);
             self.schedule(at, Event::Client(c, 0, ClientTimer::Reconnect));
@@ -267,51 +324,75 @@ impl World {
                 self.schedule(at, Event::Fault(fault));
             }
         }
-        if let Some(mean) = self.params.crash_mean {
+        // Each broker crashes and sees write errors on its own schedule: the first one's is
+        // drawn where it always was, the others' after it.
+        self.schedule_failures(0);
+        let end = self.params.workload;
+        self.schedule(end, Event::EndWorkload);
+        for h in 1..self.hosts.len() {
+            self.schedule_failures(h);
+        }
+    }
+
+    /// The first crash and write error of host `h`.
+    fn schedule_failures(&mut self, h: usize) {
+        if let Some(mean) = self.params.hosts[h].crash_mean {
             let at = self.rng_fault.exp(mean);
-            self.schedule(at, Event::Crash { forced: None });
+            self.schedule(
+                at,
+                Event::Crash {
+                    host: h,
+                    forced: None,
+                },
+            );
         }
         if let Some(mean) = self.params.disk.write_error_mean {
             let at = self.rng_fault.exp(mean);
-            self.schedule(at, Event::WriteError);
+            self.schedule(at, Event::WriteError(h));
         }
-        let end = self.params.workload;
-        self.schedule(end, Event::EndWorkload);
     }
 
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::LinkOpen(link) => self.link_open(link),
             Event::LinkRefused(link) => self.link_refused(link),
+            Event::LinkAccepted(link) => self.link_accepted(link),
+            Event::DialTimeout(link) => self.dial_timeout(link),
             Event::Deliver(link, up) => self.deliver(link, up),
-            Event::BrokerWake(at) => self.broker_wake(at),
-            Event::FsyncStart => self.fsync_start(),
-            Event::FsyncDone(generation) => self.fsync_done(generation),
-            Event::StorageStep(seq) => self.storage_step(seq),
+            Event::BrokerWake(h, at) => self.broker_wake(h, at),
+            Event::FsyncStart(h) => self.fsync_start(h),
+            Event::FsyncDone(h, generation) => self.fsync_done(h, generation),
+            Event::StorageStep(h, seq) => self.storage_step(h, seq),
             Event::Client(c, generation, timer) => self.client_timer(c, generation, timer),
-            Event::Crash { forced } => {
+            Event::Crash { host: h, forced } => {
                 let due = match forced {
-                    Some(incarnation) => incarnation == self.host.incarnation,
+                    Some(incarnation) => incarnation == self.hosts[h].incarnation,
                     None => self.phase == Phase::Workload,
                 };
-                if due && self.host.broker.is_some() {
-                    self.crash();
+                if due && self.hosts[h].broker.is_some() {
+                    self.crash(h);
                 }
                 if forced.is_none()
                     && self.phase == Phase::Workload
-                    && let Some(mean) = self.params.crash_mean
+                    && let Some(mean) = self.params.hosts[h].crash_mean
                 {
                     let at = self.now + self.params.downtime_max + self.rng_fault.exp(mean);
-                    self.schedule(at, Event::Crash { forced: None });
+                    self.schedule(
+                        at,
+                        Event::Crash {
+                            host: h,
+                            forced: None,
+                        },
+                    );
                 }
             }
-            Event::Restart => self.restart(),
-            Event::WriteError => {
+            Event::Restart(h) => self.restart(h),
+            Event::WriteError(h) => {
                 if self.phase == Phase::Workload {
-                    self.host.fail_next_write = true;
+                    self.hosts[h].fail_next_write = true;
                     if let Some(mean) = self.params.disk.write_error_mean {
                         let at = self.now + self.rng_fault.exp(mean);
-                        self.schedule(at, Event::WriteError);
+                        self.schedule(at, Event::WriteError(h));
                     }
                 }
             }
@@ -389,6 +470,15 @@ impl World {
                         self.partitioned_until[c] = self.partitioned_until[c].max(until);
                     }
                 }
+                // With several brokers, the network between them fails too.
+                if self.hosts.len() > 1 && (all || self.rng_fault.chance(0.4)) {
+                    self.push(Ev::Fault {
+                        what: "partition the brokers from each other until",
+                        a: 0,
+                        b: until,
+                    });
+                    self.brokers_partitioned_until = self.brokers_partitioned_until.max(until);
+                }
             }
         }
     }
@@ -414,11 +504,19 @@ impl World {
 
     // --- The network -------------------------------------------------------------------------
 
-    pub fn new_link(&mut self, client: usize) -> LinkId {
+    pub fn new_link(&mut self, dialer: Dialer, host: usize) -> LinkId {
         let id = self.next_link;
         self.next_link += 1;
-        self.links.insert(id, Link::new(client));
+        self.links.insert(id, Link::new(dialer, host));
         id
+    }
+
+    /// Until when a link is partitioned (both ways).
+    fn partitioned(&self, l: &Link) -> u64 {
+        match l.dialer {
+            Dialer::Client(c) => self.partitioned_until[c],
+            Dialer::Bridge { .. } => self.brokers_partitioned_until,
+        }
     }
 
     pub fn latency(&mut self) -> u64 {
@@ -449,15 +547,21 @@ impl World {
             let Some(l) = self.links.get(&link) else {
                 return;
             };
-            self.partitioned_until[l.client]
+            self.partitioned(l)
         };
         let now = self.now;
         let chunk_max = self.params.net.chunk_max;
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        let conn = l.conn;
-        let client = l.client;
+        let (dialer, host) = (l.dialer, l.host);
+        // The end that reads this direction: the accepting host's connection, or the dialing
+        // end (a client, or a host's dialed connection).
+        let reader = match (up, dialer) {
+            (true, _) => Some((host, l.conn)),
+            (false, Dialer::Bridge { host, conn, .. }) => Some((host, conn)),
+            (false, Dialer::Client(_)) => None,
+        };
         let p = l.pipe(up);
         p.scheduled = false;
         if !p.has_work() {
@@ -469,9 +573,14 @@ impl World {
             self.schedule(stalled, Event::Deliver(link, up));
             return;
         }
-        if up {
+        if let Some((h, conn)) = reader {
+            if conn.is_none() && !up {
+                // A dialing host reads once it learned the remote accepted (`LinkAccepted`
+                // kicks this pipe).
+                return;
+            }
             let paused = conn
-                .and_then(|c| self.host.conns.get(&c))
+                .and_then(|c| self.hosts[h].conns.get(&c))
                 .map(|hc| hc.read_paused);
             match paused {
                 // Waits for ResumeRead.
@@ -482,7 +591,7 @@ impl World {
                     let Some(l) = self.links.get_mut(&link) else {
                         return;
                     };
-                    l.up.close();
+                    l.pipe(up).close();
                     return self.cleanup(link);
                 }
             }
@@ -516,23 +625,44 @@ impl World {
             bytes: bytes.len() as u32,
             fin,
         });
-        if up {
-            let conn = conn.expect("an open link has a connection");
+        if matches!(dialer, Dialer::Bridge { .. }) {
             if !bytes.is_empty() {
-                self.host_received(conn, &bytes);
+                self.tap(link, up, &bytes);
+                if self.checker.failed() {
+                    return;
+                }
             }
             if fin {
-                self.host_peer_closed(conn);
+                self.taps.remove(&(link, up));
             }
-        } else {
-            if !bytes.is_empty() {
-                self.client_bytes(client, link, bytes);
+        }
+        match (reader, dialer) {
+            (Some((h, conn)), _) => {
+                let conn = conn.expect("an open link has a connection at each host");
+                if !bytes.is_empty() {
+                    self.host_received(h, conn, &bytes);
+                }
+                if fin {
+                    self.host_peer_closed(h, conn);
+                }
+                // The host read what it was sent: room for more from the other end.
+                if up {
+                    self.dialer_drained(link);
+                } else {
+                    self.link_drained(link);
+                }
             }
-            if fin {
-                self.client_eof(client, link);
+            (None, Dialer::Client(client)) => {
+                if !bytes.is_empty() {
+                    self.client_bytes(client, link, bytes);
+                }
+                if fin {
+                    self.client_eof(client, link);
+                }
+                // The client read what it was sent: room for more.
+                self.link_drained(link);
             }
-            // The client read what it was sent: room for more.
-            self.link_drained(link);
+            (None, Dialer::Bridge { .. }) => unreachable!("a dialing host reads its link"),
         }
         self.cleanup(link);
     }
@@ -542,7 +672,8 @@ impl World {
         if self.links.get(&link).is_some_and(|l| l.finished()) {
             let l = self.links.remove(&link).expect("link");
             if let Some(conn) = l.conn {
-                debug_assert!(!self.host.conns.contains_key(&conn) || self.host.broker.is_none());
+                let host = &self.hosts[l.host];
+                debug_assert!(!host.conns.contains_key(&conn) || host.broker.is_none());
             }
         }
     }
@@ -551,20 +682,29 @@ impl World {
         let Some(l) = self.links.get(&link) else {
             return;
         };
-        let client = l.client;
-        if self.now < self.partitioned_until[client] {
+        let (dialer, h) = (l.dialer, l.host);
+        if self.now < self.partitioned(l) {
             // The connection attempt is lost; the client gives up on it in time.
             if let Some(l) = self.links.get_mut(&link) {
                 l.up.close();
             }
+            if matches!(dialer, Dialer::Bridge { .. }) {
+                // So does the dialing host, after a timeout of its own.
+                self.schedule(self.now + DIAL_TIMEOUT, Event::DialTimeout(link));
+                return;
+            }
             return self.cleanup(link);
         }
-        if self.host.broker.is_none() {
+        if self.hosts[h].broker.is_none() {
             let at = self.now + self.latency();
             self.schedule(at, Event::LinkRefused(link));
             return;
         }
-        self.host_open(link);
+        self.host_open(h, link);
+        if matches!(dialer, Dialer::Bridge { .. }) {
+            let at = self.now + self.latency();
+            self.schedule(at, Event::LinkAccepted(link));
+        }
     }
 
     fn link_refused(&mut self, link: LinkId) {
@@ -572,11 +712,15 @@ impl World {
             return;
         };
         l.up.close();
-        let client = l.client;
-        if self.clients[client].link == Some(link) {
-            self.client_lost(client, "connection refused");
+        match l.dialer {
+            Dialer::Client(client) => {
+                if self.clients[client].link == Some(link) {
+                    self.client_lost(client, "connection refused");
+                }
+                self.cleanup(link);
+            }
+            Dialer::Bridge { .. } => self.dial_failed(link),
         }
-        self.cleanup(link);
     }
 
     // --- The end of a run ----------------------------------------------------------------------
@@ -585,10 +729,13 @@ impl World {
         self.phase = Phase::Quiet;
         self.quiet_since = self.now;
         self.push(Ev::Phase("quiet: faults heal, clients finish"));
-        self.host.fail_next_write = false;
+        for host in &mut self.hosts {
+            host.fail_next_write = false;
+        }
         for c in 0..self.partitioned_until.len() {
             self.partitioned_until[c] = 0;
         }
+        self.brokers_partitioned_until = 0;
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for link in ids {
             if let Some(l) = self.links.get_mut(&link) {
@@ -610,27 +757,45 @@ impl World {
 
     /// What still moves, if anything.
     fn busy(&self, audit: bool) -> Option<String> {
-        if self.host.broker.is_none() {
-            return Some("the broker is down".to_owned());
-        }
-        if self.host.disk.failed {
-            return Some("the disk failed".to_owned());
-        }
-        if self.host.written_lsn != self.host.durable_lsn {
-            return Some(format!(
-                "log written to {} but durable to {}",
-                self.host.written_lsn, self.host.durable_lsn
-            ));
+        for (h, host) in self.hosts.iter().enumerate() {
+            // The first broker's words as they always were; the others named.
+            let name = if h == 0 {
+                String::new()
+            } else {
+                format!("broker {h}: ")
+            };
+            if host.broker.is_none() {
+                return Some(format!("{name}the broker is down"));
+            }
+            if host.disk.failed {
+                return Some(format!("{name}the disk failed"));
+            }
+            if host.written_lsn != host.durable_lsn {
+                return Some(format!(
+                    "{name}log written to {} but durable to {}",
+                    host.written_lsn, host.durable_lsn
+                ));
+            }
         }
         for (id, l) in &self.links {
             if l.up.has_work() && l.open || l.down.has_work() {
                 return Some(format!("link {id} carries bytes"));
             }
         }
-        for (conn, hc) in &self.host.conns {
-            if hc.out_len > 0 || hc.closing {
-                return Some(format!("connection {} has output waiting", conn.0));
+        for (h, host) in self.hosts.iter().enumerate() {
+            for (conn, hc) in &host.conns {
+                if hc.out_len > 0 || hc.closing {
+                    let name = if h == 0 {
+                        String::new()
+                    } else {
+                        format!("broker {h}: ")
+                    };
+                    return Some(format!("{name}connection {} has output waiting", conn.0));
+                }
             }
+        }
+        if let Some(why) = self.bridges_busy() {
+            return Some(why);
         }
         let n = if audit {
             self.clients.len()
@@ -691,7 +856,7 @@ impl World {
 impl World {
     /// The run's parameters, briefly.
     pub fn describe(&self) -> String {
-        let c = &self.params.config;
+        let c = &self.params.hosts[0].config;
         let clients: Vec<String> = self
             .clients
             .iter()
@@ -743,8 +908,48 @@ impl World {
             self.params.net.latency_max,
             self.params.net.chunk_max,
             self.params.net.capacity,
-            self.params.crash_mean.map(|m| m / MS),
+            self.params.hosts[0].crash_mean.map(|m| m / MS),
             self.params.disk.power_loss,
-        )
+        ) + &self.describe_bridges()
+    }
+
+    /// The bridges of a bridged run and where each client is.
+    fn describe_bridges(&self) -> String {
+        let mut out = String::new();
+        for (h, hp) in self.params.hosts.iter().enumerate().skip(1) {
+            let on: Vec<String> = (0..self.auditor)
+                .filter(|&c| self.clients[c].spec.host == h)
+                .map(|c| format!("c{c}"))
+                .collect();
+            out += &format!(
+                "\n     broker {h}: clients {}; crashes every ~{:?} ms",
+                on.join(" "),
+                hp.crash_mean.map(|m| m / MS)
+            );
+        }
+        for (h, hp) in self.params.hosts.iter().enumerate() {
+            for b in &hp.config.bridges {
+                let lines: Vec<String> = b
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {:?} q{} '{}' '{}'",
+                            t.pattern, t.direction, t.qos as u8, t.local_prefix, t.remote_prefix
+                        )
+                    })
+                    .collect();
+                out += &format!(
+                    "\n     bridge on broker {h} to {}: {:?}, keep alive {}, {:?}, notifications {}; topic {}",
+                    b.addresses.first().map_or("", |a| a.host.as_str()),
+                    b.protocol,
+                    b.keepalive_secs,
+                    b.restart,
+                    b.notifications,
+                    lines.join("; topic ")
+                );
+            }
+        }
+        out
     }
 }
