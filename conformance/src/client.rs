@@ -180,6 +180,15 @@ impl RawClient {
         RawClient::on(Link::Tcp(tcp(addr)), version)
     }
 
+    /// The server's end of a TCP connection the broker under test opened: for tests in which
+    /// the broker is the client (its bridges) and the test plays the remote server. Packets
+    /// are decoded in `version`; the CONNECT that opens the connection decodes by its own.
+    pub fn accepted(stream: TcpStream, version: ProtocolVersion) -> RawClient {
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+        RawClient::on(Link::Tcp(stream), version)
+    }
+
     /// A WebSocket connection to `ws://addr/mqtt` offering the subprotocols `offered` (a
     /// comma-separated list, as the `Sec-WebSocket-Protocol` header has them); nothing is sent
     /// yet. Returns the client and the subprotocol the server selected, if it named one.

@@ -14,9 +14,13 @@
 //! Tests say what they cover by name: a `#[test]` function named
 //! `mqtt_<a>_<b>_<c>_<n>_<v311|v5>_<what>` covers `[MQTT-a.b.c-n]` of that version. A doc
 //! comment line of that test beginning `/// Covers` adds the `[MQTT-...] (3.1.1)` or
-//! `[MQTT-...] (5.0)` ids it names. [`check`] fails when a statement marked covered has no test,
-//! when one not marked covered has one, when a test names an id no specification has, and when
-//! COVERAGE.md differs from [`render`]'s output.
+//! `[MQTT-...] (5.0)` ids it names. A doc comment line beginning `/// As a client` names, the same
+//! way, statements that bind clients and that the test checks against midge acting as one (its
+//! bridges, which must conform as clients [MQTT-7.0.0-1]): they keep their status (a `client`
+//! statement stays one, a server obligation is not covered by them) and COVERAGE.md lists the
+//! tests beside them. [`check`] fails when a statement marked covered has no test, when one not
+//! marked covered has one, when a test names an id no specification has, and when COVERAGE.md
+//! differs from [`render`]'s output. An `#[ignore]`d test covers nothing, on either kind of line.
 //!
 //! `mosquitto.tsv` records the tests Mosquitto fails (see run-against-mosquitto.sh), one line
 //! each, for the section of COVERAGE.md that compares the two brokers.
@@ -203,6 +207,9 @@ pub struct FoundTest {
     /// The file, relative to the crate.
     pub file: String,
     pub covers: Vec<Key>,
+    /// Statements binding clients that the test checks midge against as a client (its
+    /// bridges): `/// As a client` lines. They cover nothing of the server.
+    pub as_client: Vec<Key>,
 }
 
 /// The statements named in a test function's name: `mqtt_a_b_c_n_v311_...`.
@@ -297,10 +304,12 @@ fn scan_file(text: &str, file: &str, found: &mut Vec<FoundTest>) -> Result<(), S
             .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
             .copied()
             .collect();
-        if !block.contains(&"#[test]") {
+        // An ignored test checks nothing yet (it waits for a fix elsewhere): it covers nothing.
+        if !block.contains(&"#[test]") || block.iter().any(|l| l.starts_with("#[ignore")) {
             continue;
         }
         let mut covers = Vec::new();
+        let mut as_client = Vec::new();
         if let Some(key) = key_from_name(&name) {
             covers.push(key);
         } else if name.starts_with("mqtt_") {
@@ -315,6 +324,11 @@ fn scan_file(text: &str, file: &str, found: &mut Vec<FoundTest>) -> Result<(), S
                     keys_from_covers_line(covers_line)
                         .map_err(|e| format!("{file}: {name}: {e}"))?,
                 );
+            } else if let Some(client_line) = doc.strip_prefix("/// As a client") {
+                as_client.extend(
+                    keys_from_covers_line(client_line)
+                        .map_err(|e| format!("{file}: {name}: {e}"))?,
+                );
             }
         }
         if !covers.is_empty() {
@@ -322,6 +336,7 @@ fn scan_file(text: &str, file: &str, found: &mut Vec<FoundTest>) -> Result<(), S
                 name,
                 file: file.to_owned(),
                 covers,
+                as_client,
             });
         }
     }
@@ -354,6 +369,17 @@ impl Inputs {
         let mut map: BTreeMap<Key, Vec<&FoundTest>> = BTreeMap::new();
         for t in &self.tests {
             for key in &t.covers {
+                map.entry(key.clone()).or_default().push(t);
+            }
+        }
+        map
+    }
+
+    /// The tests that check midge as a client against each statement, by statement.
+    pub fn client_tests_by_statement(&self) -> BTreeMap<Key, Vec<&FoundTest>> {
+        let mut map: BTreeMap<Key, Vec<&FoundTest>> = BTreeMap::new();
+        for t in &self.tests {
+            for key in &t.as_client {
                 map.entry(key.clone()).or_default().push(t);
             }
         }
@@ -413,6 +439,17 @@ impl Inputs {
                 ));
             }
         }
+        for (key, ts) in &self.client_tests_by_statement() {
+            if !seen.contains_key(key) {
+                problems.push(format!(
+                    "{} checks midge as a client against {} ({}), which the specification does \
+                     not have",
+                    names(ts),
+                    key.1,
+                    key.0.label()
+                ));
+            }
+        }
         for d in &self.differences {
             if !self.tests.iter().any(|t| t.name == d.test) {
                 problems.push(format!("mosquitto.tsv names {}, which is no test", d.test));
@@ -433,6 +470,7 @@ fn names(tests: &[&FoundTest]) -> String {
 /// COVERAGE.md.
 pub fn render(inputs: &Inputs) -> String {
     let tests = inputs.tests_by_statement();
+    let client_tests = inputs.client_tests_by_statement();
     let mut out = String::new();
     out.push_str(
         "# MQTT conformance coverage\n\n\
@@ -447,7 +485,11 @@ pub fn render(inputs: &Inputs) -> String {
          with the reason;\n\
          - **does not apply**: an obligation only of a server that makes a choice midge does not \
          make (such as not supporting wildcard subscriptions), with that choice: midge is never \
-         in the case it governs, so there is nothing to test.\n\n",
+         in the case it governs, so there is nothing to test.\n\n\
+         midge's bridges make it a client of other brokers, and a server that is also a client \
+         must conform as both [MQTT-7.0.0-1]. Where a test checks a bridge against a statement \
+         that binds clients, the statement keeps its status and the test is listed after \
+         \"as a client\": that checks midge's client side only, never its server side.\n\n",
     );
     out.push_str(
         "| Version | Statements | Covered | Not yet covered | Client only | Not observable | \
@@ -509,10 +551,16 @@ pub fn render(inputs: &Inputs) -> String {
         statements.sort_by_key(|s| parse_id(&s.id));
         for s in statements {
             let key = (s.version, s.id.clone());
-            let detail = match s.status {
+            let mut detail = match s.status {
                 Status::Covered => tests.get(&key).map_or(String::new(), |t| names(t)),
                 _ => s.note.clone(),
             };
+            if let Some(t) = client_tests.get(&key) {
+                if !detail.is_empty() {
+                    detail.push_str("; ");
+                }
+                let _ = write!(detail, "as a client: {}", names(t));
+            }
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |",
@@ -563,16 +611,27 @@ fn mqtt_3_1_0_1_v5_first() {}
 
 /// Something.
 /// Covers [MQTT-3.2.0-1] (5.0).
+/// As a client [MQTT-3.1.2-22] (5.0).
 #[test]
 fn mqtt_3_1_0_2_v5_second() {}
 
 fn mqtt_3_1_0_3_v5_helper_not_a_test() {}
+
+/// Covers [MQTT-3.2.0-2] (5.0).
+#[test]
+#[ignore]
+fn mqtt_3_1_0_4_v5_ignored() {}
 ";
         let mut found = Vec::new();
         scan_file(src, "t.rs", &mut found).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!(found[1].covers.len(), 2);
         assert_eq!(found[1].covers[1].1, "MQTT-3.2.0-1");
+        assert_eq!(found[0].as_client, []);
+        assert_eq!(
+            found[1].as_client,
+            [(Version::V5, "MQTT-3.1.2-22".to_owned())]
+        );
     }
 
     /// The classification and the tests agree, and COVERAGE.md is what the generator writes:

@@ -1,14 +1,62 @@
 //! From a configuration to a running daemon: listener sockets with their TLS settings, the
 //! bridges' TLS settings, the broker's configuration, process limits and the pid file.
+//! [`Assembly`] puts them together; the `midge` binary and the conformance suite's daemon both
+//! go through it, so the broker a test talks to is built as the one that is deployed.
 
+use crate::access::FileAuthorizer;
+use crate::clock::Clock;
 use crate::config::{
     BridgeTls, DaemonConfig, ListenerConfig, ListenerProtocol, SocketDomain, TlsVersion,
 };
-use crate::server::{BridgeSpec, ListenAddr, ListenerSpec};
+use crate::server::{BridgeSpec, IoLimits, ListenAddr, ListenerSpec, Server};
 use crate::tls;
-use midge_core::broker::{Config, ListenerId};
+use midge_core::auth::{Authenticator, Authorizer};
+use midge_core::broker::{Broker, Config, ListenerId};
 use midge_core::codec::QoS;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// What a configuration asks of the event loop, read and checked before anything listens:
+/// the sockets to bind, the bridges to dial, and the password and ACL files.
+#[derive(Debug)]
+pub struct Assembly {
+    listeners: Vec<ListenerSpec>,
+    bridges: Vec<BridgeSpec>,
+    authorizer: FileAuthorizer,
+}
+
+impl Assembly {
+    /// Everything that can be wrong with `config` (an address that does not resolve, a TLS,
+    /// password or ACL file that cannot be read) is found here.
+    pub fn new(config: &DaemonConfig) -> Result<Assembly, String> {
+        Ok(Assembly {
+            listeners: listener_specs(config)?,
+            bridges: bridge_specs(config)?,
+            authorizer: FileAuthorizer::load(config)?,
+        })
+    }
+
+    /// Binds the listeners around `broker` (new or recovered, from [`broker_config`]) with the
+    /// files' authenticator and authorizer, and hands the event loop the bridges to dial: the
+    /// broker asks for them at its start, and they are dialed once the loop runs.
+    pub fn bind(self, mut broker: Broker, clock: Clock) -> Result<Server, String> {
+        broker.set_authenticator(Box::new(self.authorizer.authenticator()?));
+        broker.set_authorizer(Box::new(self.authorizer));
+        let mut server = Server::bind(self.listeners, broker, IoLimits::default(), clock)
+            .map_err(|e| e.to_string())?;
+        server.set_bridges(self.bridges);
+        Ok(server)
+    }
+}
+
+/// What a reload (SIGHUP) replaces: who may connect and do what, and how they authenticate.
+pub type Access = (Box<dyn Authorizer>, Box<dyn Authenticator>);
+
+/// The [`Access`] of the password and ACL files as they are now, for a reload.
+pub fn reload_access(config: &DaemonConfig) -> Result<Access, String> {
+    let authorizer = FileAuthorizer::load(config)?;
+    let authenticator = authorizer.authenticator()?;
+    Ok((Box::new(authorizer), Box::new(authenticator)))
+}
 
 /// The broker's configuration, with each listener's `max_qos` and a client id seed from the
 /// operating system so assigned client ids cannot be guessed.

@@ -3,9 +3,8 @@
 
 use midge::clock::Clock;
 use midge::config::{self, DaemonConfig, ListenerConfig};
-use midge::server::{IoLimits, Server};
 use midge::storage::{self, Recovered};
-use midge::{access, daemon, logging, passwd};
+use midge::{daemon, logging, passwd};
 use midge_core::broker::Broker;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -166,9 +165,7 @@ fn plain_listener(port: u16) -> ListenerConfig {
 fn run(options: Options) -> Result<(), String> {
     // Everything that can be wrong with the configuration is found before anything listens.
     let config = load_config(&options)?;
-    let specs = daemon::listener_specs(&config)?;
-    let bridges = daemon::bridge_specs(&config)?;
-    let authorizer = access::FileAuthorizer::load(&config)?;
+    let assembly = daemon::Assembly::new(&config)?;
     if options.test_config {
         for w in &config.warnings {
             eprintln!("midge: warning: {w}");
@@ -185,7 +182,7 @@ fn run(options: Options) -> Result<(), String> {
     let broker_config = daemon::broker_config(&config)?;
     let clock = Clock::start();
     // The durable state is recovered before anything listens.
-    let (mut broker, storage) = if config.persistence.enabled {
+    let (broker, storage) = if config.persistence.enabled {
         let storage_options = storage_options(&config);
         let recovered = recover(&config, &storage_options, options.salvage)?;
         let broker = Broker::recover(broker_config, &recovered.state, clock.now());
@@ -193,11 +190,7 @@ fn run(options: Options) -> Result<(), String> {
     } else {
         (Broker::new(broker_config), None)
     };
-    broker.set_authenticator(Box::new(authorizer.authenticator()?));
-    broker.set_authorizer(Box::new(authorizer));
-    let mut server =
-        Server::bind(specs, broker, IoLimits::default(), clock).map_err(|e| e.to_string())?;
-    server.set_bridges(bridges);
+    let mut server = assembly.bind(broker, clock)?;
     if let Some((recovered, options)) = storage {
         server.start_storage(recovered, &options).map_err(|e| {
             format!(
@@ -207,11 +200,7 @@ fn run(options: Options) -> Result<(), String> {
         })?;
     }
     daemon::write_pid_file(&config)?;
-    let mut reload = || {
-        let authorizer = access::FileAuthorizer::load(&config)?;
-        let authenticator = authorizer.authenticator()?;
-        Ok((Box::new(authorizer) as _, Box::new(authenticator) as _))
-    };
+    let mut reload = || daemon::reload_access(&config);
     let result = server.run(&mut reload).map_err(|e| e.to_string());
     if let Some(path) = &config.pid_file {
         let _ = std::fs::remove_file(path);

@@ -1,13 +1,13 @@
 //! The midge daemon as the conformance suite runs it: `midge-under-test -c FILE` loads a
-//! mosquitto.conf-style file and assembles the broker exactly as the `midge` binary does
-//! (listeners, password and ACL files, authenticator), without persistence. It prints one
+//! mosquitto.conf-style file and assembles the broker exactly as the `midge` binary does, through
+//! the same [`daemon::Assembly`] (listeners, bridges, password and ACL files, authenticator),
+//! without persistence. It prints one
 //! `listening on ADDR` line per listener on stdout once every socket is bound, so the suite can
 //! use port 0, and exits when its stdin reaches end of file: the suite holds the other end, so
 //! the broker never outlives the test process, however that process ends.
 
 use midge::clock::Clock;
-use midge::server::{IoLimits, Server};
-use midge::{access, config, daemon};
+use midge::{config, daemon};
 use midge_core::broker::Broker;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,13 +38,9 @@ fn run(path: &Path) -> Result<(), String> {
             "persistence is not supported here; the suite runs the broker in memory".into(),
         );
     }
-    let specs = daemon::listener_specs(&config)?;
-    let authorizer = access::FileAuthorizer::load(&config)?;
-    let mut broker = Broker::new(daemon::broker_config(&config)?);
-    broker.set_authenticator(Box::new(authorizer.authenticator()?));
-    broker.set_authorizer(Box::new(authorizer));
-    let mut server = Server::bind(specs, broker, IoLimits::default(), Clock::start())
-        .map_err(|e| e.to_string())?;
+    let assembly = daemon::Assembly::new(&config)?;
+    let broker = Broker::new(daemon::broker_config(&config)?);
+    let mut server = assembly.bind(broker, Clock::start())?;
     {
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
@@ -58,10 +54,6 @@ fn run(path: &Path) -> Result<(), String> {
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
         std::process::exit(0);
     });
-    let mut reload = || {
-        let authorizer = access::FileAuthorizer::load(&config)?;
-        let authenticator = authorizer.authenticator()?;
-        Ok((Box::new(authorizer) as _, Box::new(authenticator) as _))
-    };
+    let mut reload = || daemon::reload_access(&config);
     server.run(&mut reload).map_err(|e| e.to_string())
 }

@@ -3,6 +3,7 @@
 //! src/coverage.rs for the convention and COVERAGE.md for the result). Tests share one broker
 //! (see midge_conformance::target) and keep apart by their client ids and topics.
 
+mod bridge_client;
 mod configured;
 mod connect;
 mod fields;
