@@ -854,10 +854,7 @@ fn mqtt_7_0_0_1_v311_bridge_closes_on_malformed_packet() {
 /// line of QoS 2 and a message published at QoS 2.
 /// As a client [MQTT-3.2.2-11] (5.0).
 #[test]
-#[ignore = "the bridge does not apply the remote's Maximum QoS yet"]
 fn mqtt_7_0_0_1_v5_bridge_respects_maximum_qos() {
-    // Ignored while the bridge sends QoS 2 to a remote limited to QoS 1 (core/ARCHITECTURE.md,
-    // bridges, known limits); it covers nothing until then (src/coverage.rs).
     let Some(b) = bridged(V5, "topic # out 2 l/ r/") else {
         return;
     };
