@@ -141,10 +141,10 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if session.conn != Some(id) {
+        if session.conn() != Some(id) {
             return;
         }
-        session.conn = None;
+        session.detach();
         match (will, client.will) {
             (WillAction::Publish, Some(w)) if w.delay_secs == 0 => {
                 self.record_will(key, None);
@@ -178,7 +178,7 @@ impl Broker {
                 if crate::bugs::planted(&self.config, crate::bugs::Bug::ExpireSessionEarly) {
                     at = self.now.plus_millis(u64::from(secs) * 500);
                 }
-                self.sessions[key].expires_at = Some(at);
+                self.sessions[key].expire_at(at);
                 self.timers.schedule(at, Timer::SessionExpiry(key));
             }
             // Kept until the client cleans it [MQTT-3.1.2-4] (3.1.1).

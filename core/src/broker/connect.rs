@@ -257,7 +257,7 @@ impl Broker {
         // An existing connection for this client id is closed [MQTT-3.1.4-2] (3.1.1)
         // [MQTT-3.1.4-3] (5.0).
         let mut existing = self.session_index.get(&*client_id).copied();
-        if let Some(old) = existing.and_then(|key| self.sessions[key].conn) {
+        if let Some(old) = existing.and_then(|key| self.sessions[key].conn()) {
             tracing::info!(client_id = %client_id, "session taken over by a new connection");
             self.close_taken_over(old);
             // A session that lasts as long as its connection ends with it: a clean session is
@@ -294,12 +294,11 @@ impl Broker {
             }
         };
         let session = &mut self.sessions[key];
-        session.conn = Some(id);
+        session.attach(id);
         session.username = username.as_deref().map(Box::from);
         session.listener = listener;
         session.version = version;
         session.expiry = expiry;
-        session.expires_at = None;
         // A reconnect within the will delay cancels the old will [MQTT-3.1.2-26] (5.0).
         session.pending_will = None;
 

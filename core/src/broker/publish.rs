@@ -369,7 +369,7 @@ impl Broker {
 
     /// Whether a delivery exceeds the Maximum Packet Size of the session's connected client.
     fn too_large_for(&self, key: SessionKey, d: &Delivery) -> bool {
-        let Some(conn) = self.sessions[key].conn.and_then(|id| self.conns.get(&id)) else {
+        let Some(conn) = self.sessions[key].conn().and_then(|id| self.conns.get(&id)) else {
             return false;
         };
         let Some(client) = conn.client() else {
@@ -407,7 +407,7 @@ impl Broker {
                 continue;
             }
             let session = &self.sessions[key];
-            if session.conn.is_none() {
+            if session.conn().is_none() {
                 away = away.or(Some((key, *entry)));
                 continue;
             }
@@ -437,7 +437,7 @@ impl Broker {
         let window = self.window(key);
         let backed_up = self.output_backed_up(key);
         let session = &self.sessions[key];
-        let online = session.conn.is_some();
+        let online = session.conn().is_some();
         let can_send_now = online
             && match d.qos {
                 // QoS 0 does not wait for the window, but keeps its order behind QoS 0 messages
@@ -516,7 +516,7 @@ impl Broker {
     /// blocked and its buffer is at `max_connection_buffer`.
     fn output_backed_up(&self, key: SessionKey) -> bool {
         self.sessions[key]
-            .conn
+            .conn()
             .and_then(|id| self.conns.get(&id))
             .is_some_and(|c| c.blocked && c.pending_output() >= self.config.max_connection_buffer)
     }
@@ -529,7 +529,7 @@ impl Broker {
             n => usize::from(n),
         };
         let client_max = self.sessions[key]
-            .conn
+            .conn()
             .and_then(|id| self.conns.get(&id))
             .and_then(|c| c.client())
             .map_or(usize::from(u16::MAX), |c| usize::from(c.receive_maximum));
@@ -602,7 +602,7 @@ impl Broker {
     /// Nothing larger than the client's Maximum Packet Size is sent; the message is dropped for
     /// this client and counted [MQTT-3.1.2-27] (5.0, 3.1.2.11.4).
     fn fits_client(&mut self, key: SessionKey, d: &Delivery) -> bool {
-        if self.sessions[key].conn.is_none() {
+        if self.sessions[key].conn().is_none() {
             return false;
         }
         if self.too_large_for(key, d) {
@@ -613,7 +613,7 @@ impl Broker {
     }
 
     fn write_publish(&mut self, key: SessionKey, d: &Delivery, id: Option<PacketId>, dup: bool) {
-        let Some(conn_id) = self.sessions[key].conn else {
+        let Some(conn_id) = self.sessions[key].conn() else {
             return;
         };
         let Some(conn) = self.conns.get_mut(&conn_id) else {
@@ -646,14 +646,14 @@ impl Broker {
     /// earlier connection, then the queue, each QoS 1/2 message as the window allows and QoS 0
     /// as the connection's output allows.
     pub(super) fn pump(&mut self, key: SessionKey) {
-        while self.sessions[key].conn.is_some() {
+        while self.sessions[key].conn().is_some() {
             let window = self.window(key);
             let outbound = &mut self.sessions[key].outbound;
             if outbound.has_resend() {
                 match outbound.next_resend(window) {
                     Some(Resend::Publish(packet_id, d)) => self.resend(key, packet_id, d),
                     Some(Resend::Release(packet_id)) => {
-                        if let Some(conn) = self.sessions[key].conn {
+                        if let Some(conn) = self.sessions[key].conn() {
                             self.reply(conn, &Packet::PubRel(PubRel::success(packet_id)));
                         }
                     }

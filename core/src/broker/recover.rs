@@ -115,7 +115,7 @@ impl Broker {
             }
             if let Expiry::After(secs) = expiry {
                 let at = now.plus_secs(u64::from(secs));
-                b.sessions[key].expires_at = Some(at);
+                b.sessions[key].expire_at(at);
                 b.timers.schedule(at, Timer::SessionExpiry(key));
             }
         }

@@ -144,20 +144,19 @@ impl super::Broker {
             return;
         }
         // The groups with another member that can take the messages now.
-        let takers: BTreeSet<ByteString> = self.sessions[key]
-            .outbound
-            .shared_filters()
-            .into_iter()
-            .filter(|full| {
-                self.shared.group_by_filter(full).is_some_and(|g| {
-                    self.shared
-                        .group(g)
-                        .members
-                        .keys()
-                        .any(|&m| m != key && (session_ends || self.sessions[m].conn.is_some()))
+        let takers: BTreeSet<ByteString> =
+            self.sessions[key]
+                .outbound
+                .shared_filters()
+                .into_iter()
+                .filter(|full| {
+                    self.shared.group_by_filter(full).is_some_and(|g| {
+                        self.shared.group(g).members.keys().any(|&m| {
+                            m != key && (session_ends || self.sessions[m].conn().is_some())
+                        })
+                    })
                 })
-            })
-            .collect();
+                .collect();
         if takers.is_empty() {
             return;
         }
@@ -223,7 +222,7 @@ impl super::Broker {
                 continue;
             }
             let session = &self.sessions[key];
-            let connected = session.conn.is_some();
+            let connected = session.conn().is_some();
             if !connected && !any_member {
                 continue;
             }

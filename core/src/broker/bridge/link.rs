@@ -358,9 +358,8 @@ impl Broker {
         // While the session is not attached yet, so that they queue behind what waits.
         self.queue_retained_for_remote(id, key);
         let session = &mut self.sessions[key];
-        session.conn = Some(conn_id);
+        session.attach(conn_id);
         session.version = version;
-        session.expires_at = None;
         let state = &mut self.bridges[id.index()];
         state.link = Link::Up { conn: conn_id };
         state.backoff.reset();
