@@ -442,15 +442,37 @@ fn split_multi(filter: &str) -> (Option<&str>, bool) {
 }
 
 /// The levels of a filter or topic name; `None` has none.
-fn levels(path: Option<&str>) -> impl Iterator<Item = &str> {
-    path.into_iter().flat_map(|path| path.split('/'))
+fn levels(path: Option<&str>) -> Levels<'_> {
+    Levels { rest: path }
+}
+
+/// The iterator of [`levels`]: [`split_level`] again and again.
+struct Levels<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Levels<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let (level, rest) = split_level(self.rest?);
+        self.rest = rest;
+        Some(level)
+    }
 }
 
 /// Splits the first level off the levels `rest`: that level, and the ones after it (`None` when
 /// it was the last).
+///
+/// A byte search rather than `str::split('/')` or `split_once('/')`: their UTF-8 character
+/// searcher set up a `memchr` per level, which on the short levels of a typical topic cost about
+/// 4% of the instructions of a QoS 1 delivery. '/' is ASCII and never a byte of a multi-byte
+/// character, so both sides of it are whole characters.
+#[inline]
 fn split_level(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once('/') {
-        Some((level, after)) => (level, Some(after)),
+    match rest.bytes().position(|b| b == b'/') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),
     }
 }
@@ -762,6 +784,17 @@ mod tests {
     }
 
     proptest! {
+        /// The byte search finds the same levels as `str::split('/')`, multi-byte characters,
+        /// empty levels and leading or trailing separators included.
+        #[test]
+        fn levels_are_those_of_split(path in "[a/\u{e9}\u{2f00}\u{1f600}]{0,12}") {
+            prop_assert_eq!(
+                levels(Some(&path)).collect::<Vec<_>>(),
+                path.split('/').collect::<Vec<_>>()
+            );
+            prop_assert_eq!(levels(None).count(), 0);
+        }
+
         /// The router agrees with a plain map of subscriptions and the reference matcher, in the
         /// documented order, after any sequence of inserts and removes; and emptied, it is back to
         /// its root alone.
