@@ -1388,6 +1388,12 @@ impl Parser {
             // (tests and tools that read the bound port from the log); any other word is the
             // path of a Unix socket, as in Mosquitto.
             (Ok(0), Some(path)) if path.parse::<std::net::IpAddr>().is_err() => {
+                if cfg!(not(unix)) {
+                    return Err(line.error(
+                        "Unix socket listeners are available on Unix only; \
+                         listen on a TCP port instead",
+                    ));
+                }
                 draft.unix_socket = Some(PathBuf::from(path));
             }
             (Ok(0), None) => {
@@ -2806,6 +2812,7 @@ keyfile /etc/certs/server.key
         assert_eq!(ws.to_string(), "port 9001 on all interfaces (websockets)");
     }
 
+    #[cfg(unix)]
     #[test]
     fn unix_socket_listener() {
         let config = parse("listener 0 /run/mosquitto/mqtt.sock\nallow_anonymous true\n");
@@ -2835,11 +2842,26 @@ keyfile /etc/certs/server.key
         assert_eq!(config.listeners[0].bind.as_deref(), Some("127.0.0.1"));
         assert_eq!(config.listeners[2].bind.as_deref(), Some("::1"));
         // A host name is still a socket path, as in Mosquitto.
-        let config = parse("listener 0 localhost\n");
+        #[cfg(unix)]
         assert_eq!(
-            config.listeners[0].unix_socket,
+            parse("listener 0 localhost\n").listeners[0].unix_socket,
             Some(PathBuf::from("localhost"))
         );
+    }
+
+    /// Elsewhere a Unix socket listener is an error at its line, not a listener that never
+    /// listens.
+    #[cfg(not(unix))]
+    #[test]
+    fn unix_socket_listener_is_refused_off_unix() {
+        for text in [
+            "allow_anonymous true\nlistener 0 C:\\midge\\mqtt.sock\n",
+            "allow_anonymous true\nlistener 0 localhost\n",
+        ] {
+            let error = parse_error(text);
+            assert_eq!(error.line, 2, "{error}");
+            assert!(error.message.contains("Unix only"), "{error}");
+        }
     }
 
     #[test]

@@ -178,6 +178,7 @@ fn bridge_tls(t: &BridgeTls) -> Result<std::sync::Arc<rustls::ClientConfig>, Str
 /// Where one listener listens. Without a bind address it takes every interface: on the IPv6
 /// wildcard, which also accepts IPv4 on a dual-stack host, unless `socket_domain` says ipv4.
 fn addresses(l: &ListenerConfig) -> Result<Vec<ListenAddr>, String> {
+    #[cfg(unix)]
     if let Some(path) = &l.unix_socket {
         return Ok(vec![ListenAddr::Unix(path.clone())]);
     }
@@ -214,7 +215,9 @@ fn ipv6_available() -> bool {
 }
 
 /// Raises the soft limit on open files to the hard limit, so the broker can hold as many
-/// connections as the system allows.
+/// connections as the system allows. Windows has no such limit on sockets or files (the C
+/// runtime's stdio limit concerns `FILE` streams, which midge does not use).
+#[cfg(unix)]
 pub fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!("open files limit: {n}"),

@@ -11,6 +11,7 @@ pub mod dial;
 pub mod logging;
 pub mod passwd;
 pub mod server;
+mod signals;
 pub mod storage;
 pub mod tls;
 pub mod transport;

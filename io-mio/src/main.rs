@@ -178,6 +178,7 @@ fn run(options: Options) -> Result<(), String> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    #[cfg(unix)]
     daemon::raise_open_files_limit();
     let broker_config = daemon::broker_config(&config)?;
     let clock = Clock::start();

@@ -22,6 +22,7 @@
 
 use crate::clock::Clock;
 use crate::dial::{self, Dialing, Lookup, Resolver};
+use crate::signals::{Signal, Signals};
 use crate::storage::{self, Recovered, Storage};
 use crate::transport::{RawStream, Transport};
 use bytes::Bytes;
@@ -30,24 +31,26 @@ use midge_core::broker::bridge::BridgeId;
 use midge_core::broker::{Action, Broker, ConnId, Input, ListenerId, Open, Time};
 use midge_core::codec::ByteString;
 use midge_core::persist::Lsn;
-use mio::net::{TcpListener, UnixListener};
+use mio::net::TcpListener;
+#[cfg(unix)]
+use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConfig;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::dial::BridgeSpec;
 
+/// Unix signals (SIGHUP, SIGINT, SIGTERM).
+#[cfg(unix)]
 const SIGNALS: Token = Token(0);
-/// Wake-ups from other threads: the storage writer (more of the log is durable) and the
-/// resolver (a bridge's host name resolved). mio allows one `Waker` per `Poll`; they share it.
+/// Wake-ups from other threads: the storage writer (more of the log is durable), the resolver
+/// (a bridge's host name resolved) and, on Windows, the console event handler. mio allows one
+/// `Waker` per `Poll`; they share it.
 const WAKER: Token = Token(1);
 /// Listener tokens are 2..2+listeners; connection tokens follow.
 const FIRST_LISTENER: usize = 2;
@@ -56,7 +59,9 @@ const FIRST_LISTENER: usize = 2;
 #[derive(Debug, Clone)]
 pub enum ListenAddr {
     Tcp(SocketAddr),
-    Unix(PathBuf),
+    /// A Unix domain socket (Unix only: configuration refuses one elsewhere).
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
 }
 
 /// One listening socket, as configuration describes it.
@@ -103,6 +108,7 @@ impl Default for IoLimits {
 
 enum Socket {
     Tcp(TcpListener),
+    #[cfg(unix)]
     Unix(UnixListener),
 }
 
@@ -286,6 +292,7 @@ impl Server {
                     let local = l.local_addr()?.to_string();
                     (Socket::Tcp(l), local)
                 }
+                #[cfg(unix)]
                 ListenAddr::Unix(path) => {
                     remove_stale_socket(path);
                     let mut l = UnixListener::bind(path).map_err(|e| {
@@ -376,13 +383,18 @@ impl Server {
         self.clock.now()
     }
 
-    /// Runs until SIGINT or SIGTERM. SIGHUP calls `reload` and installs the authorizer it
-    /// returns, keeping every connection.
-    pub fn run(&mut self, reload: &mut Reload<'_>) -> io::Result<()> {
-        let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    /// Runs until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break or the console closing).
+    /// SIGHUP calls `reload` and installs the authorizer it returns, keeping every connection;
+    /// Windows has no such signal, and `reload` is not called there (see `signals`).
+    pub fn run(
+        &mut self,
+        #[cfg_attr(windows, expect(unused_variables, reason = "no reload on Windows"))]
+        reload: &mut Reload<'_>,
+    ) -> io::Result<()> {
+        #[cfg(unix)]
+        let mut signals = Signals::register(self.poll.registry(), SIGNALS)?;
+        #[cfg(windows)]
+        let mut signals = Signals::install(&self.waker)?;
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -397,12 +409,19 @@ impl Server {
                     WAKER => {
                         self.log_durable();
                         self.resolved();
+                        #[cfg(windows)]
+                        for signal in signals.pending() {
+                            match signal {
+                                Signal::Shutdown => self.begin_shutdown(),
+                            }
+                        }
                     }
+                    #[cfg(unix)]
                     SIGNALS => {
                         for signal in signals.pending() {
                             match signal {
-                                SIGHUP => self.reload(reload),
-                                _ => self.begin_shutdown(),
+                                Signal::Reload => self.reload(reload),
+                                Signal::Shutdown => self.begin_shutdown(),
                             }
                         }
                     }
@@ -541,6 +560,7 @@ impl Server {
             let listener = &self.listeners[index];
             let accepted = match &listener.socket {
                 Socket::Tcp(l) => l.accept().map(|(s, peer)| (RawStream::Tcp(s), Some(peer))),
+                #[cfg(unix)]
                 Socket::Unix(l) => l.accept().map(|(s, _)| (RawStream::Unix(s), None)),
             };
             match accepted {
@@ -902,6 +922,7 @@ impl Server {
         self.apply_actions();
     }
 
+    #[cfg(unix)]
     fn reload(&mut self, reload: &mut Reload<'_>) {
         match reload() {
             Ok((authorizer, authenticator)) => {
@@ -926,6 +947,7 @@ impl Server {
                 Socket::Tcp(l) => {
                     let _ = self.poll.registry().deregister(l);
                 }
+                #[cfg(unix)]
                 Socket::Unix(l) => {
                     let _ = self.poll.registry().deregister(l);
                 }
@@ -1223,6 +1245,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close_storage();
+        #[cfg(unix)]
         for listener in &self.listeners {
             if let ListenAddr::Unix(path) = &listener.spec.addr {
                 let _ = std::fs::remove_file(path);
@@ -1235,6 +1258,7 @@ fn register(poll: &Poll, raw: &mut RawStream, token: Token) -> io::Result<()> {
     let interest = Interest::READABLE | Interest::WRITABLE;
     match raw {
         RawStream::Tcp(s) => poll.registry().register(s, token, interest),
+        #[cfg(unix)]
         RawStream::Unix(s) => poll.registry().register(s, token, interest),
         RawStream::Tls(s) => poll.registry().register(&mut s.sock, token, interest),
         RawStream::TlsClient(s) => poll.registry().register(&mut s.sock, token, interest),
@@ -1244,6 +1268,7 @@ fn register(poll: &Poll, raw: &mut RawStream, token: Token) -> io::Result<()> {
 fn deregister(poll: &Poll, raw: &mut RawStream) {
     let _ = match raw {
         RawStream::Tcp(s) => poll.registry().deregister(s),
+        #[cfg(unix)]
         RawStream::Unix(s) => poll.registry().deregister(s),
         RawStream::Tls(s) => poll.registry().deregister(&mut s.sock),
         RawStream::TlsClient(s) => poll.registry().deregister(&mut s.sock),
@@ -1252,6 +1277,7 @@ fn deregister(poll: &Poll, raw: &mut RawStream) {
 
 /// A Unix socket file left by a previous run would make bind fail; remove it, but never a file
 /// that is not a socket.
+#[cfg(unix)]
 fn remove_stale_socket(path: &std::path::Path) {
     use std::os::unix::fs::FileTypeExt;
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {

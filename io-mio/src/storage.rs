@@ -5,7 +5,9 @@
 //!
 //! - `midge-<first lsn>.log`: segments, frames appended in LSN order;
 //! - `midge-<lsn>.snap`: snapshots of the durable state as of `lsn`, complete if they exist;
-//! - `midge-<lsn>.snap.tmp`: a snapshot being written (removed at startup if a crash left it).
+//! - `midge-<lsn>.snap.tmp`: a snapshot being written (removed at startup if a crash left it);
+//! - `midge.lock`: locked while a daemon uses the directory, so that a second one refuses to
+//!   start (see `dir_lock`).
 //!
 //! The names, the order of a snapshot's steps and the decisions of recovery are midge-core's
 //! (`persist::files`, `persist::recovery`), shared with the simulator, which plays this
@@ -25,6 +27,7 @@
 //! broker holds until their records are durable.
 
 mod compactor;
+mod dir_lock;
 mod format;
 pub mod fs;
 mod recovery;
@@ -34,6 +37,7 @@ pub use recovery::{Recovered, RecoveryError, Report, recover};
 
 use bytes::Bytes;
 use compactor::Compactor;
+use dir_lock::DirLock;
 use format::segment_name;
 use fs::{Fs, OsFs};
 use midge_core::persist::Lsn;
@@ -144,6 +148,8 @@ pub struct Storage {
     compactor: Option<JoinHandle<()>>,
     /// The writer is gone (it can only be by a bug): said once.
     lost: AtomicBool,
+    /// Held until the threads above have stopped writing (fields drop after `Drop::drop`).
+    _lock: DirLock,
 }
 
 impl Storage {
@@ -219,6 +225,7 @@ impl Storage {
             writer: Some(writer),
             compactor: Some(compactor),
             lost: AtomicBool::new(false),
+            _lock: recovered.lock,
         })
     }
 

@@ -3,7 +3,9 @@
 //! socket cannot go on, and the event loop retries when mio says it can.
 
 use bytes::Bytes;
-use mio::net::{TcpStream, UnixStream};
+use mio::net::TcpStream;
+#[cfg(unix)]
+use mio::net::UnixStream;
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response, ServerHandshake};
@@ -16,6 +18,7 @@ use tungstenite::{Message, WebSocket};
 #[derive(Debug)]
 pub enum RawStream {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
     /// A bridge's connection to a remote broker: this side is the TLS client.
@@ -26,6 +29,7 @@ impl Read for RawStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
             RawStream::Unix(s) => s.read(buf),
             RawStream::Tls(s) => s.read(buf),
             RawStream::TlsClient(s) => s.read(buf),
@@ -37,6 +41,7 @@ impl Write for RawStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
             RawStream::Unix(s) => s.write(buf),
             RawStream::Tls(s) => s.write(buf),
             RawStream::TlsClient(s) => s.write(buf),
@@ -46,6 +51,7 @@ impl Write for RawStream {
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
             RawStream::Unix(s) => s.write_vectored(bufs),
             RawStream::Tls(s) => s.write_vectored(bufs),
             RawStream::TlsClient(s) => s.write_vectored(bufs),
@@ -55,6 +61,7 @@ impl Write for RawStream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             RawStream::Tcp(s) => s.flush(),
+            #[cfg(unix)]
             RawStream::Unix(s) => s.flush(),
             RawStream::Tls(s) => write_tls_records(&mut s.conn, &mut s.sock),
             RawStream::TlsClient(s) => write_tls_records(&mut s.conn, &mut s.sock),
@@ -121,7 +128,13 @@ impl RawStream {
     /// A read that returned less than asked emptied the socket, and a write that took less
     /// than offered filled it (see [`SHORT_IO_IS_FINAL`]).
     fn short_io_is_final(&self) -> bool {
-        SHORT_IO_IS_FINAL && matches!(self, RawStream::Tcp(_) | RawStream::Unix(_))
+        SHORT_IO_IS_FINAL
+            && match self {
+                RawStream::Tcp(_) => true,
+                #[cfg(unix)]
+                RawStream::Unix(_) => true,
+                RawStream::Tls(_) | RawStream::TlsClient(_) => false,
+            }
     }
 
     /// TLS records or handshake messages are waiting to be written.

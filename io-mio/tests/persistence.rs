@@ -889,3 +889,36 @@ fn acknowledged_messages_survive_many_kill_9() {
         .unwrap_or(100);
     crash_test(crashes);
 }
+
+/// Two daemons on one persistence directory would both append to its log: the second one
+/// refuses to start, names the directory, and leaves the first one running undisturbed.
+#[test]
+fn a_second_daemon_on_the_same_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let conf = config(&data, "");
+    let mut first = Daemon::start(dir.path(), &conf);
+    let (mut sub, _) = connect_persistent(first.addr(), V311, "sub");
+    sub.sub("t", QoS::AtLeastOnce);
+
+    let second_dir = tempfile::tempdir().unwrap();
+    let conf_path = second_dir.path().join("midge.conf");
+    std::fs::write(&conf_path, &conf).unwrap();
+    let out = run_with_timeout(Command::new(midge_bin()).arg("-c").arg(&conf_path), WAIT);
+    assert!(!out.status.success(), "a second daemon started on {data:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another midge uses"), "{stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+
+    let mut publisher = Client::connect(first.addr(), V311, "pub");
+    publisher.publish("t", b"still here", QoS::AtLeastOnce, false);
+    assert_eq!(receive(&mut sub, 1), ["still here"]);
+    assert!(first.is_running());
+    drop(sub);
+    drop(first);
+
+    // The lock went with the process: a new daemon starts on the directory, with its state.
+    let daemon = Daemon::start(dir.path(), &conf);
+    let (_sub, present) = connect_persistent(daemon.addr(), V311, "sub");
+    assert!(present, "the session survived");
+}

@@ -1,3 +1,5 @@
+#![cfg(unix)]
+
 //! Unix socket listeners (`listener 0 PATH`).
 
 mod common;

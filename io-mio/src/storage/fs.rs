@@ -5,7 +5,6 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// A file written at explicit offsets. Positional writes (not `O_APPEND`) let the writer
@@ -38,8 +37,28 @@ pub struct OsFs;
 struct OsFile(File);
 
 impl LogFile for OsFile {
+    #[cfg(unix)]
     fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
+        std::os::unix::fs::FileExt::write_all_at(&self.0, buf, offset)
+    }
+
+    /// Windows' positional write (`seek_write`) may write less than asked, and has no
+    /// `write_all` of its own.
+    #[cfg(windows)]
+    fn write_all_at(&mut self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        while !buf.is_empty() {
+            match self.0.seek_write(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -69,7 +88,15 @@ impl Fs for OsFs {
         std::fs::remove_file(path)
     }
 
+    #[cfg(unix)]
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    /// Windows cannot open a directory as a file to flush it, and needs no such flush: NTFS
+    /// journals its directory entries (creations, renames, removals) itself.
+    #[cfg(windows)]
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! writes a snapshot of what it recovered and moves the damaged files aside (`.damaged`), so
 //! the next start is clean.
 
+use super::dir_lock::{DirLock, LockError};
 use super::format::{self, SnapshotError};
 use super::fs::OsFs;
 use bytes::Bytes;
@@ -28,6 +29,8 @@ pub struct Recovered {
     /// Bytes of the snapshot loaded, and of the log replayed after it.
     pub(crate) snapshot_size: u64,
     pub(crate) log_bytes: u64,
+    /// The directory's lock, taken before anything was read; the storage keeps it.
+    pub(crate) lock: DirLock,
 }
 
 /// What recovery found and did.
@@ -78,9 +81,25 @@ fn io_error(path: &Path, e: std::io::Error) -> RecoveryError {
     }
 }
 
-/// Recovers the durable state kept in `dir` (created if missing).
+/// Recovers the durable state kept in `dir` (created if missing). Fails if another daemon
+/// (or another [`Recovered`] or storage in this process) uses the directory.
 pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, RecoveryError> {
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let lock = DirLock::acquire(dir).map_err(|e| match e {
+        LockError::Held(path) => RecoveryError {
+            path,
+            offset: None,
+            reason: format!(
+                "locked: another midge uses {} (two brokers on one persistence directory \
+                 would corrupt it); stop it or give this one another persistence_location",
+                dir.display()
+            ),
+        },
+        LockError::Io(path, e) => RecoveryError {
+            reason: format!("cannot lock the directory: {e}"),
+            ..io_error(&path, e)
+        },
+    })?;
     let names = format::names(dir).map_err(|e| io_error(dir, e))?;
     let read = |name: &str| {
         std::fs::read(dir.join(name))
@@ -118,6 +137,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, RecoveryError> {
         report,
         snapshot_size: plan.snapshot_size,
         log_bytes: plan.log_bytes,
+        lock,
     })
 }
 

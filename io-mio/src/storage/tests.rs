@@ -164,10 +164,12 @@ fn write_segments(dir: &Path, records: &[Record], splits: &[usize]) -> Vec<PathB
         .collect()
 }
 
+/// The names in `dir` but the lock file's, which recovery leaves behind.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != super::dir_lock::LOCK_NAME)
         .collect();
     names.sort();
     names
@@ -330,8 +332,10 @@ fn salvage_starts_with_what_is_readable_and_leaves_a_clean_log() {
     );
     assert!(r.segment.is_none());
 
+    // The directory stays locked while the recovered state is held.
+    drop(r);
     let again = recover(dir.path(), false).unwrap();
-    assert_eq!(again.state, r.state);
+    assert_eq!(again.state, expected_state);
     assert!(again.report.skipped.is_empty());
 }
 
@@ -638,6 +642,7 @@ fn written_records_recover_and_group_commit_shares_fsyncs() {
     assert!(stats.fsyncs >= 1 && stats.fsyncs <= stats.batches);
     let r = recover(dir.path(), false).unwrap();
     assert_eq!(r.state, state_of(&records));
+    drop(r);
 
     // A restart continues the same log.
     let more = history(300);
@@ -652,6 +657,23 @@ fn written_records_recover_and_group_commit_shares_fsyncs() {
     storage.close();
     assert_eq!(recover(dir.path(), false).unwrap().state, state_of(&more));
     assert_eq!(names(dir.path()), [segment_name(1)]);
+}
+
+/// Two storages on one directory would append to the same log: recovery refuses to read a
+/// directory that a running storage (or a recovery not yet started) holds, and says so.
+#[test]
+fn a_directory_in_use_is_refused_until_its_storage_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = start(dir.path(), |_| {});
+    let e = refused(dir.path());
+    assert_eq!(e.path, dir.path().join("midge.lock"));
+    assert!(e.reason.contains("another midge uses"), "{e}");
+    storage.close();
+
+    let held = recover(dir.path(), false).unwrap();
+    assert!(refused(dir.path()).reason.contains("locked"));
+    drop(held);
+    recover(dir.path(), false).expect("recovery after the lock is released");
 }
 
 #[test]

@@ -37,12 +37,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Many connections need many descriptors: where permitted (root with CAP_SYS_RESOURCE),
-    // raise the hard limit too; in any case the soft limit up to the hard one.
-    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1 << 20, 1 << 20);
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        eprintln!("midge-bench: cannot raise the open files limit: {e}");
-    }
+    #[cfg(unix)]
+    raise_open_files_limit();
     let outcome = match options.scenario {
         options::Scenario::Idle { connections } => idle::run(&options, connections),
         _ => traffic::run(&options),
@@ -60,5 +56,15 @@ fn main() -> ExitCode {
             eprintln!("midge-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Many connections need many descriptors: where permitted (root with CAP_SYS_RESOURCE), raise
+/// the hard limit too; in any case the soft limit up to the hard one. Windows has no such limit.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1 << 20, 1 << 20);
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("midge-bench: cannot raise the open files limit: {e}");
     }
 }
