@@ -3,6 +3,7 @@
 
 use super::ListenerId;
 use crate::codec::{MAX_PACKET_SIZE, QoS};
+use core::num::{NonZeroU16, NonZeroU32};
 use std::collections::BTreeMap;
 
 /// Broker configuration. Every queue, buffer and map a client can grow is bounded here.
@@ -133,6 +134,22 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The Receive Maximum this broker announces to its peers, clients in CONNACK and a
+    /// bridge's remote in CONNECT: absent when it is the protocol's default of 65,535.
+    pub(crate) fn announced_receive_maximum(&self) -> Option<NonZeroU16> {
+        (self.receive_maximum < u16::MAX)
+            .then(|| NonZeroU16::new(self.receive_maximum))
+            .flatten()
+    }
+
+    /// The Maximum Packet Size this broker announces, as above: absent when it is the
+    /// protocol's largest.
+    pub(crate) fn announced_max_packet_size(&self) -> Option<NonZeroU32> {
+        (self.max_packet_size < MAX_PACKET_SIZE)
+            .then(|| NonZeroU32::new(self.max_packet_size))
+            .flatten()
+    }
+
     /// The highest QoS allowed to clients of `listener`. It is announced to MQTT 5 clients as
     /// Maximum QoS in CONNACK [MQTT-3.2.2-9] (5.0); a will above it refuses the connection
     /// [MQTT-3.2.2-12] (5.0), a PUBLISH above it closes the connection (MQTT 5: DISCONNECT

@@ -425,12 +425,8 @@ impl Broker {
             // [MQTT-3.2.2-16]: an assigned id is announced.
             assigned_client_identifier,
             server_keep_alive,
-            receive_maximum: (c.receive_maximum < u16::MAX)
-                .then(|| NonZeroU16::new(c.receive_maximum))
-                .flatten(),
-            maximum_packet_size: (c.max_packet_size < MAX_PACKET_SIZE)
-                .then(|| NonZeroU32::new(c.max_packet_size))
-                .flatten(),
+            receive_maximum: c.announced_receive_maximum(),
+            maximum_packet_size: c.announced_max_packet_size(),
             retain_available: (!c.retain_available).then_some(false),
             topic_alias_maximum: (c.max_topic_alias > 0).then_some(c.max_topic_alias),
             ..ConnAckProperties::default()

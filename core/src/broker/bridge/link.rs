@@ -35,12 +35,8 @@ fn connect_packet(cfg: &BridgeConfig, config: &Config, state: &BridgeState) -> C
         ConnectProperties {
             session_expiry_interval: (!cfg.clean_session).then_some(REMOTE_SESSION_EXPIRY),
             // What this broker accepts from the remote, as it tells its own clients.
-            receive_maximum: (config.receive_maximum < u16::MAX)
-                .then(|| NonZeroU16::new(config.receive_maximum))
-                .flatten(),
-            maximum_packet_size: (config.max_packet_size < MAX_PACKET_SIZE)
-                .then(|| NonZeroU32::new(config.max_packet_size))
-                .flatten(),
+            receive_maximum: config.announced_receive_maximum(),
+            maximum_packet_size: config.announced_max_packet_size(),
             // No topic aliases from the remote: the names it sends are renamed one by one.
             topic_alias_maximum: None,
             ..ConnectProperties::default()
