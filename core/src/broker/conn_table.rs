@@ -7,16 +7,24 @@
 //! maps an id to a slab key, a few bytes an entry, and the slab holds each connection once,
 //! reusing the places of closed ones. The index is ordered, so walking every connection goes by
 //! `ConnId` as before: nothing observable depends on where a connection sits in the slab.
+//!
+//! The last id looked up is remembered with its slab key: handling one packet or one delivery
+//! looks up the same connection several times in a row (its window, its output's back
+//! pressure, its packet size limit, the write), and each B-tree search costs more than the
+//! rest of such a lookup.
 
 use super::ConnId;
 use super::connection::Connection;
 use slab::Slab;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
 pub(crate) struct ConnTable {
     slots: Slab<Connection>,
     index: BTreeMap<ConnId, usize>,
+    /// The id last found and its slab key: always an entry of `index` (`remove` forgets it).
+    last: Cell<Option<(ConnId, usize)>>,
 }
 
 impl ConnTable {
@@ -29,16 +37,27 @@ impl ConnTable {
         self.index.contains_key(id)
     }
 
+    /// The slab key of `id`, from the remembered lookup or the index.
+    #[inline]
+    fn slot(&self, id: &ConnId) -> Option<usize> {
+        if let Some((last, slot)) = self.last.get()
+            && last == *id
+        {
+            return Some(slot);
+        }
+        let slot = *self.index.get(id)?;
+        self.last.set(Some((*id, slot)));
+        Some(slot)
+    }
+
     #[inline]
     pub(crate) fn get(&self, id: &ConnId) -> Option<&Connection> {
-        self.index.get(id).and_then(|&slot| self.slots.get(slot))
+        self.slot(id).and_then(|slot| self.slots.get(slot))
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Connection> {
-        self.index
-            .get(id)
-            .and_then(|&slot| self.slots.get_mut(slot))
+        self.slot(id).and_then(|slot| self.slots.get_mut(slot))
     }
 
     /// Adds a connection, replacing (and returning) one with the same id.
@@ -57,6 +76,9 @@ impl ConnTable {
     }
 
     pub(crate) fn remove(&mut self, id: &ConnId) -> Option<Connection> {
+        if self.last.get().is_some_and(|(last, _)| last == *id) {
+            self.last.set(None);
+        }
         let slot = self.index.remove(id)?;
         self.slots.try_remove(slot)
     }
@@ -95,6 +117,27 @@ mod tests {
         assert!(t.get(&ConnId(98)).is_none());
         assert!(t.contains_key(&ConnId(96)));
         assert!(!t.contains_key(&ConnId(98)));
+    }
+
+    /// A removed connection is not found through the remembered lookup, even once its slab
+    /// key serves another connection.
+    #[test]
+    fn a_remembered_lookup_never_outlives_its_connection() {
+        let mut t = ConnTable::default();
+        t.insert(ConnId(1), conn(1));
+        t.insert(ConnId(2), conn(2));
+        assert_eq!(t.get(&ConnId(1)).map(|c| c.listener), Some(ListenerId(1)));
+        assert!(t.remove(&ConnId(1)).is_some());
+        // ConnId(3) takes the slot ConnId(1) had.
+        t.insert(ConnId(3), conn(3));
+        assert!(t.get(&ConnId(1)).is_none());
+        assert!(t.get_mut(&ConnId(1)).is_none());
+        assert_eq!(t.get(&ConnId(3)).map(|c| c.listener), Some(ListenerId(3)));
+        assert_eq!(t.get(&ConnId(2)).map(|c| c.listener), Some(ListenerId(2)));
+        assert_eq!(t.get(&ConnId(3)).map(|c| c.listener), Some(ListenerId(3)));
+        // Replacing a connection under the same id keeps the id's slot.
+        t.insert(ConnId(3), conn(4));
+        assert_eq!(t.get(&ConnId(3)).map(|c| c.listener), Some(ListenerId(4)));
     }
 
     #[test]
