@@ -722,8 +722,8 @@ fn auth() -> impl Strategy<Value = Auth> {
 /// Any valid packet of `v`: each of the fifteen types (fourteen before MQTT 5) equally likely.
 fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     let mut types = vec![
-        connect(v).prop_map(Packet::Connect).boxed(),
-        connack(v).prop_map(Packet::ConnAck).boxed(),
+        connect(v).prop_map(Packet::from).boxed(),
+        connack(v).prop_map(Packet::from).boxed(),
         publish(v).prop_map(Packet::Publish).boxed(),
         pub_response(v, PubAckReason::ALL, PubAckReason::Success)
             .prop_map(Packet::PubAck)
