@@ -880,6 +880,17 @@ proptest! {
         prop_assert_eq!(encode(&decoded, v), first);
     }
 
+    /// `Publish::encode`, which the broker uses for every delivery, writes exactly what the
+    /// PUBLISH as a `Packet` writes, and `Publish::encoded_len` predicts it.
+    #[test]
+    fn publish_encodes_as_its_packet((v, p) in versioned(publish)) {
+        let mut direct = BytesMut::from(&b"earlier bytes"[..]);
+        p.encode(v, &mut direct).expect("a valid PUBLISH encodes");
+        let direct = &direct[b"earlier bytes".len()..];
+        prop_assert_eq!(p.encoded_len(v), Ok(direct.len()));
+        prop_assert_eq!(direct, &encode(&Packet::Publish(p), v)[..]);
+    }
+
     /// Until the last byte of a packet arrives, the decoder asks for more and leaves the buffer
     /// as it was: never an error, never a packet.
     #[test]

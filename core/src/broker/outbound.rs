@@ -36,6 +36,20 @@ pub(crate) enum Resend {
     Release(PacketId),
 }
 
+/// A packet id no message in flight uses, taken for a delivery about to be sent: the delivery
+/// can be written out under it first and then moved into flight with
+/// [`Outbound::start`], instead of being copied to do both. Only `fresh_id` makes one, and
+/// `start` consumes it, so an id is put in flight at most once.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct FreshId(PacketId);
+
+impl FreshId {
+    pub(crate) fn get(&self) -> PacketId {
+        self.0
+    }
+}
+
 /// Why a message could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum QueueFull {
@@ -98,8 +112,12 @@ impl Outbound {
         }
     }
 
-    pub(crate) fn start(&mut self, delivery: Delivery) -> Option<PacketId> {
-        self.made().start(delivery)
+    pub(crate) fn fresh_id(&mut self) -> Option<FreshId> {
+        self.made().fresh_id()
+    }
+
+    pub(crate) fn start(&mut self, id: FreshId, delivery: Delivery) {
+        self.made().start(id, delivery);
     }
 
     pub(crate) fn restore_in_flight(&mut self, id: PacketId, delivery: Delivery, released: bool) {
@@ -395,17 +413,21 @@ impl OutboundState {
         self.reserved = None;
     }
 
-    /// Puts a QoS 1 or 2 delivery in flight and returns its packet id.
-    pub(crate) fn start(&mut self, delivery: Delivery) -> Option<PacketId> {
-        let id = self.allocate_packet_id()?;
+    /// A packet id for a QoS 1 or 2 delivery, to be put in flight with `start` before any
+    /// other id is taken.
+    pub(crate) fn fresh_id(&mut self) -> Option<FreshId> {
+        self.allocate_packet_id().map(FreshId)
+    }
+
+    /// Puts a QoS 1 or 2 delivery in flight under the id `fresh_id` gave.
+    pub(crate) fn start(&mut self, id: FreshId, delivery: Delivery) {
         let stage = match delivery.qos {
             QoS::ExactlyOnce => Stage::Qos2Sent(delivery),
             _ => Stage::Qos1Sent(delivery),
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.inflight.insert(id, Inflight { seq, stage });
-        Some(id)
+        self.inflight.insert(id.0, Inflight { seq, stage });
     }
 
     /// Puts back a message that was in flight when the broker stopped, with its packet id;

@@ -12,7 +12,7 @@ use super::conn_table::ConnTable;
 use super::connection::{Connection, Held};
 use super::stats::Stats;
 use super::{Action, ConnId};
-use crate::codec::{EncodeError, Packet, ProtocolVersion};
+use crate::codec::{EncodeError, Packet, ProtocolVersion, Publish};
 use crate::persist::Lsn;
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -48,19 +48,39 @@ impl Outbox {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
+        self.write_with(id, conn, stats, |buf| packet.encode(version, buf))
+    }
+
+    /// [`Outbox::write`] for a PUBLISH, which need not be moved into a `Packet` first.
+    pub(crate) fn write_publish(
+        &mut self,
+        id: ConnId,
+        conn: &mut Connection,
+        version: ProtocolVersion,
+        publish: &Publish,
+        stats: &mut Stats,
+    ) -> Result<usize, EncodeError> {
+        self.write_with(id, conn, stats, |buf| publish.encode(version, buf))
+    }
+
+    fn write_with(
+        &mut self,
+        id: ConnId,
+        conn: &mut Connection,
+        stats: &mut Stats,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
         if let Some(link) = conn.bridge.as_mut() {
             link.last_sent = self.now;
         }
         if self.written > self.durable || !conn.held.is_empty() {
-            let n = conn
-                .held
-                .push(self.written, |buf| packet.encode(version, buf))?;
+            let n = conn.held.push(self.written, encode)?;
             stats.messages_sent += 1;
             self.holding.insert(id);
             return Ok(n);
         }
         let start = conn.out.len();
-        packet.encode(version, &mut conn.out)?;
+        encode(&mut conn.out)?;
         stats.messages_sent += 1;
         if start == 0 && !conn.blocked {
             self.dirty.push(id);

@@ -378,12 +378,12 @@ impl Broker {
         if client.max_packet_size >= MAX_PACKET_SIZE {
             return false;
         }
-        let mut publish = d.to_publish(PacketId::new(1), false, self.now);
+        let mut publish = d.to_publish(PacketId::new(1), false, self.now, client.version);
         // A bridge sends it under its remote name, which may be longer.
         if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
-        Packet::Publish(publish)
+        publish
             .encoded_len(client.version)
             .is_ok_and(|len| len > client.max_packet_size as usize)
     }
@@ -560,18 +560,19 @@ impl Broker {
                 self.record_discarded(key, &d);
             }
         }
-        let packet_id = match d.qos {
-            QoS::AtMostOnce => None,
-            // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
-            _ => match self.sessions[key].outbound.start(d.clone()) {
-                Some(pid) => {
-                    self.record_sent(key, &d, pid);
-                    Some(pid)
-                }
-                None => return,
-            },
+        if d.qos == QoS::AtMostOnce {
+            self.write_publish(key, &d, None, false);
+            return;
+        }
+        // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
+        let Some(id) = self.sessions[key].outbound.fresh_id() else {
+            return;
         };
-        self.write_publish(key, &d, packet_id, false);
+        let packet_id = id.get();
+        self.record_sent(key, &d, packet_id);
+        self.write_publish(key, &d, Some(packet_id), false);
+        // Written first and then moved in: the delivery is not copied.
+        self.sessions[key].outbound.start(id, d);
     }
 
     /// Sends a message in flight again on a new connection: DUP set, same packet id
@@ -623,16 +624,16 @@ impl Broker {
             return;
         };
         let version = client.version;
-        let mut publish = d.to_publish(id, dup, self.now);
+        let mut publish = d.to_publish(id, dup, self.now, version);
         if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
-        let packet = client
+        client
             .outbound_aliases
-            .apply(publish, version, client.max_packet_size);
+            .apply(&mut publish, version, client.max_packet_size);
         match self
             .outbox
-            .write(conn_id, conn, version, &packet, &mut self.stats)
+            .write_publish(conn_id, conn, version, &publish, &mut self.stats)
         {
             Ok(_) => {
                 self.stats.publish_sent += 1;

@@ -144,29 +144,57 @@ impl Packet {
             }
             _ => version,
         };
-        let len = measure(|c| self.write_body(c, version))?;
-        let remaining = u32::try_from(len)
-            .ok()
-            .filter(|l| *l <= MAX_REMAINING_LENGTH)
-            .ok_or(EncodeError::PacketTooLarge(len))?;
-        out.reserve(1 + varint::len(remaining) + len);
-        out.put_u8((self.packet_type() as u8) << 4 | self.flags());
-        varint::write(out, remaining)?;
-        self.write_body(out, version)
+        encode_frame(
+            self,
+            (self.packet_type() as u8) << 4 | self.flags(),
+            version,
+            out,
+        )
     }
 
     /// The number of bytes [`Packet::encode`] appends.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let mut out = super::writer::Counter::default();
         let version = match self {
             Packet::Connect(c) => c.protocol_version,
             _ => version,
         };
-        self.write_body(&mut out, version)?;
-        let remaining = u32::try_from(out.0).map_err(|_| EncodeError::PacketTooLarge(out.0))?;
-        Ok(1 + varint::len(remaining) + out.0)
+        frame_len(self, version)
     }
+}
 
+/// The part of a packet after its fixed header, written by one generic function into a byte
+/// counter and into the output alike.
+pub(crate) trait Body {
+    fn write_body<S: Sink>(&self, out: &mut S, v: ProtocolVersion) -> Result<(), EncodeError>;
+}
+
+/// Appends a fixed header (first byte `first`: type and flags) and `body` encoded in `version`.
+pub(crate) fn encode_frame<B: Body>(
+    body: &B,
+    first: u8,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let len = measure(|c| body.write_body(c, version))?;
+    let remaining = u32::try_from(len)
+        .ok()
+        .filter(|l| *l <= MAX_REMAINING_LENGTH)
+        .ok_or(EncodeError::PacketTooLarge(len))?;
+    out.reserve(1 + varint::len(remaining) + len);
+    out.put_u8(first);
+    varint::write(out, remaining)?;
+    body.write_body(out, version)
+}
+
+/// The number of bytes [`encode_frame`] appends for `body`.
+pub(crate) fn frame_len<B: Body>(body: &B, version: ProtocolVersion) -> Result<usize, EncodeError> {
+    let mut out = super::writer::Counter::default();
+    body.write_body(&mut out, version)?;
+    let remaining = u32::try_from(out.0).map_err(|_| EncodeError::PacketTooLarge(out.0))?;
+    Ok(1 + varint::len(remaining) + out.0)
+}
+
+impl Body for Packet {
     fn write_body<S: Sink>(&self, out: &mut S, v: ProtocolVersion) -> Result<(), EncodeError> {
         match self {
             Packet::Connect(p) => p.write(out),
