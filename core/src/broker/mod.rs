@@ -18,6 +18,7 @@ mod connect;
 mod connection;
 mod dispatch;
 mod durable;
+mod inflight_table;
 mod message;
 mod outbound;
 mod outbox;
