@@ -17,6 +17,13 @@ use crate::persist::Lsn;
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// What a connection's output buffer starts with, at the first packet after it was handed to
+/// the driver. A turn usually writes several packets to a busy connection: grown from the size
+/// of the first by doubling, the buffer was reallocated and copied several times a turn. Up to
+/// 1,032 bytes glibc serves from its per-thread cache, the cheapest allocation there is; the
+/// buffer lives only until the driver has written it.
+const FIRST_OUTPUT_CAPACITY: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     /// Connections whose buffer went from empty to not empty since the last flush.
@@ -80,6 +87,9 @@ impl Outbox {
             return Ok(n);
         }
         let start = conn.out.len();
+        if conn.out.capacity() == 0 {
+            conn.out.reserve(FIRST_OUTPUT_CAPACITY);
+        }
         encode(&mut conn.out)?;
         stats.messages_sent += 1;
         if start == 0 && !conn.blocked {
