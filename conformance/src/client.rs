@@ -251,14 +251,14 @@ impl RawClient {
 
     /// Sends CONNECT and returns the CONNACK, whatever it says.
     pub fn handshake(&mut self, connect: Connect) -> ConnAck {
-        self.send(&Packet::Connect(connect));
+        self.send(&Packet::from(connect));
         self.expect_connack()
     }
 
     /// The next packet, which must be a CONNACK.
     pub fn expect_connack(&mut self) -> ConnAck {
         match self.recv() {
-            Packet::ConnAck(ack) => ack,
+            Packet::ConnAck(ack) => *ack,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

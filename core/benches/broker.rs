@@ -147,7 +147,7 @@ impl Bench {
                     tls_identity: None,
                 }),
             );
-            let connect = Packet::Connect(Connect {
+            let connect = Packet::from(Connect {
                 protocol_version: VERSION,
                 bridge: false,
                 clean_start: true,

@@ -531,7 +531,7 @@ fn scripted(version: ProtocolVersion) -> (World, ConnId) {
 }
 
 fn connack(reason: ConnectReason) -> Packet {
-    Packet::ConnAck(ConnAck {
+    Packet::from(ConnAck {
         session_present: false,
         reason,
         properties: ConnAckProperties::default(),
@@ -594,7 +594,7 @@ fn client_packets_from_the_remote_are_protocol_errors() {
     for bad in [
         subscribe(1, "x", QoS::AtMostOnce),
         Packet::PingReq,
-        Packet::Connect(connect(V3_1_1, "x")),
+        Packet::from(connect(V3_1_1, "x")),
     ] {
         let (mut w, conn) = scripted(V3_1_1);
         w.send(conn, &connack(ConnectReason::Success));
@@ -635,7 +635,7 @@ fn remote_receive_maximum_limits_the_bridge_window() {
         properties: ConnAckProperties::default(),
     };
     ack.properties.receive_maximum = std::num::NonZeroU16::new(2);
-    w.send(conn, &Packet::ConnAck(ack));
+    w.send(conn, &Packet::from(ack));
     let publisher = w.client(V5, "p");
     for i in 0..5u16 {
         w.send(publisher, &publish("o/x", b"m", QoS::AtLeastOnce, i + 1));
@@ -873,7 +873,7 @@ mod crashes {
         p.b.make_durable();
         if crash == Side::B {
             let conn = p.b.open(V5);
-            p.b.send(conn, &Packet::Connect(persistent("sub")));
+            p.b.send(conn, &Packet::from(persistent("sub")));
             rx.conn = conn;
         }
         for _ in 0..10 {
@@ -946,7 +946,7 @@ fn retain_is_cleared_towards_a_remote_without_retained_messages() {
         properties: ConnAckProperties::default(),
     };
     ack.properties.retain_available = Some(false);
-    w.send(conn, &Packet::ConnAck(ack));
+    w.send(conn, &Packet::from(ack));
     let publisher = w.client(V5, "p");
     w.send(
         publisher,
@@ -1041,7 +1041,7 @@ fn connack_max_qos(max_qos: Option<QoS>) -> Packet {
         properties: ConnAckProperties::default(),
     };
     ack.properties.maximum_qos = max_qos;
-    Packet::ConnAck(ack)
+    Packet::from(ack)
 }
 
 /// The link comes up again after the backoff, with this CONNACK; returns the new link and what
@@ -1395,7 +1395,7 @@ fn retained_messages_are_not_queued_twice_by_a_failing_link() {
         properties: ConnAckProperties::default(),
     };
     ack.properties.receive_maximum = std::num::NonZeroU16::new(1);
-    w.send(conn, &Packet::ConnAck(ack.clone()));
+    w.send(conn, &Packet::from(ack.clone()));
     w.recv(conn);
     let pa = w.client(V5, "pa");
     for (i, t) in ["s/1", "s/2", "s/3"].into_iter().enumerate() {
@@ -1406,9 +1406,9 @@ fn retained_messages_are_not_queued_twice_by_a_failing_link() {
     }
     assert_eq!(topics(&w.recv(conn)), ["s/1"]);
     w.peer_close(conn);
-    let (conn, _) = redial(&mut w, &Packet::ConnAck(ack.clone()));
+    let (conn, _) = redial(&mut w, &Packet::from(ack.clone()));
     w.peer_close(conn);
-    let (conn, mut got) = redial(&mut w, &Packet::ConnAck(ack));
+    let (conn, mut got) = redial(&mut w, &Packet::from(ack));
     let mut all = Vec::new();
     while let Some(id) = publishes(&got).first().and_then(|p| p.qos_pid.packet_id()) {
         all.extend(topics(&got));

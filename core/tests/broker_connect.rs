@@ -54,7 +54,7 @@ fn delayed_will(topic: &str, payload: &'static [u8], delay_secs: u32) -> LastWil
 /// Opens a connection, sends CONNECT, and returns everything the client received.
 fn connect_recv(w: &mut World, c: Connect) -> (ConnId, Vec<Packet>) {
     let conn = w.open(c.protocol_version);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     let got = w.recv(conn);
     (conn, got)
 }
@@ -349,7 +349,7 @@ fn second_connect_is_protocol_violation_mqtt_3_1_0_2() {
     let mut w = World::default();
     for (version, id) in [(V3_1, "twice31"), (V3_1_1, "twice311"), (V5, "twice5")] {
         let conn = w.client(version, id);
-        w.send(conn, &Packet::Connect(connect(version, id)));
+        w.send(conn, &Packet::from(connect(version, id)));
         if version.is_v5() {
             expect_disconnect(&mut w, conn, DisconnectReason::ProtocolError);
         } else {
@@ -478,9 +478,7 @@ fn data_after_refused_connect_is_not_processed_mqtt_3_1_4_5_mqtt_3_1_4_6_v5() {
             connect(version, ""),
             will("will/ref", b"never", QoS::AtMostOnce, false),
         );
-        Packet::Connect(refused)
-            .encode(version, &mut bytes)
-            .unwrap();
+        Packet::from(refused).encode(version, &mut bytes).unwrap();
         publish("ref/x", b"sneaky", QoS::AtMostOnce, 0)
             .encode(version, &mut bytes)
             .unwrap();
@@ -1118,7 +1116,7 @@ fn connect_timeout_is_cancelled_once_connected() {
     });
     let conn = w.open(V3_1_1);
     assert!(w.broker.poll_timeout().is_some());
-    w.send(conn, &Packet::Connect(connect(V3_1_1, "quiet")));
+    w.send(conn, &Packet::from(connect(V3_1_1, "quiet")));
     assert!(matches!(w.recv_one(conn), Packet::ConnAck(a) if a.reason == ConnectReason::Success));
     assert_eq!(w.broker.poll_timeout(), None);
     w.advance_secs(60);
@@ -1135,7 +1133,7 @@ fn connect_timeout_closes_partial_connect() {
         ..Config::default()
     });
     let mut bytes = bytes::BytesMut::new();
-    Packet::Connect(connect(V5, "slow"))
+    Packet::from(connect(V5, "slow"))
         .encode(V5, &mut bytes)
         .unwrap();
     let partial = w.open(V5);
@@ -1180,7 +1178,7 @@ fn max_connections_refuses_extra_connection() {
     for c in [a, b, pending] {
         expect_open_quiet(&mut w, c);
     }
-    w.send(pending, &Packet::Connect(connect(V3_1_1, "lim-p")));
+    w.send(pending, &Packet::from(connect(V3_1_1, "lim-p")));
     assert!(
         matches!(w.recv_one(pending), Packet::ConnAck(a) if a.reason == ConnectReason::Success)
     );
@@ -1269,8 +1267,8 @@ fn will_published_on_protocol_error_mqtt_3_1_2_8() {
         properties: AuthProperties::default(),
     });
     let cases = [
-        (V3_1_1, Some(Packet::Connect(connect(V3_1_1, "x")))),
-        (V5, Some(Packet::Connect(connect(V5, "x")))),
+        (V3_1_1, Some(Packet::from(connect(V3_1_1, "x")))),
+        (V5, Some(Packet::from(connect(V5, "x")))),
         (V5, Some(auth)),
         (V3_1_1, None),
         (V5, None),
@@ -1667,7 +1665,7 @@ fn packet_too_large_gets_disconnect_0x95_mqtt_3_2_2_15() {
     assert_eq!(ack.reason, ConnectReason::PacketTooLarge);
     assert!(w.is_closed(c));
     let c = w.open(V3_1_1);
-    w.send(c, &Packet::Connect(connect(V3_1_1, &long_id)));
+    w.send(c, &Packet::from(connect(V3_1_1, &long_id)));
     expect_silent_close(&mut w, c);
     assert_others_work(&mut w);
 }

@@ -156,7 +156,7 @@ fn cont(data: &[u8]) -> Packet {
 /// Opens a connection and sends CONNECT.
 fn send_connect(w: &mut World, c: Connect) -> ConnId {
     let conn = w.open(V5);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     conn
 }
 
@@ -313,7 +313,7 @@ fn unsupported_method_gets_0x8c_mqtt_4_12_0_1() {
 fn method_not_offered_on_this_listener_mqtt_4_12_0_1() {
     let (mut w, _) = world();
     let conn = w.open_on(V5, ListenerId(1));
-    w.send(conn, &Packet::Connect(auth_connect("c1", METHOD, b"alice")));
+    w.send(conn, &Packet::from(auth_connect("c1", METHOD, b"alice")));
     expect_refused_closed(&mut w, conn, ConnectReason::BadAuthenticationMethod);
 }
 
@@ -390,7 +390,7 @@ fn only_auth_or_disconnect_before_connack_mqtt_3_1_2_33() {
         publish("t", b"x", QoS::AtMostOnce, 0),
         subscribe(1, "t", QoS::AtMostOnce),
         Packet::PingReq,
-        Packet::Connect(auth_connect("again", METHOD, b"alice")),
+        Packet::from(auth_connect("again", METHOD, b"alice")),
     ];
     for packet in others {
         let (conn, packets) = start(&mut w, auth_connect("c", METHOD, b"alice"));

@@ -33,7 +33,7 @@ fn persistent(version: ProtocolVersion, id: &str) -> Connect {
 /// Resumes a session and returns the PUBLISH packets that follow the CONNACK.
 fn resume(w: &mut World, id: &str) -> (ConnId, Vec<Publish>) {
     let conn = w.open(V5);
-    w.send(conn, &Packet::Connect(persistent(V5, id)));
+    w.send(conn, &Packet::from(persistent(V5, id)));
     let got = w.recv(conn);
     match got.first() {
         Some(Packet::ConnAck(ack)) => assert!(ack.session_present),

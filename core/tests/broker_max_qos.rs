@@ -31,7 +31,7 @@ fn connect_on(
     connect: midge_core::codec::Connect,
 ) -> (ConnId, Vec<Packet>) {
     let conn = w.open_on(connect.protocol_version, listener);
-    w.send(conn, &Packet::Connect(connect));
+    w.send(conn, &Packet::from(connect));
     let got = w.recv(conn);
     (conn, got)
 }
@@ -45,7 +45,7 @@ fn client_on(
 ) -> (ConnId, midge_core::codec::ConnAck) {
     let (conn, packets) = connect_on(w, listener, connect(version, id));
     match packets.as_slice() {
-        [Packet::ConnAck(ack)] if ack.reason == ConnectReason::Success => (conn, ack.clone()),
+        [Packet::ConnAck(ack)] if ack.reason == ConnectReason::Success => (conn, (**ack).clone()),
         other => panic!("expected a successful CONNACK, got {other:?}"),
     }
 }

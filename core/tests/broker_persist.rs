@@ -26,7 +26,7 @@ fn persistent(version: ProtocolVersion, id: &str) -> Connect {
 /// Connects and returns the CONNACK's session present flag and what followed it.
 fn reconnect(w: &mut World, c: Connect) -> (midge_core::broker::ConnId, bool, Vec<Packet>) {
     let conn = w.open(c.protocol_version);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     let mut got = w.recv(conn);
     match got.remove(0) {
         Packet::ConnAck(ack) => (conn, ack.session_present, got),

@@ -1055,7 +1055,7 @@ impl Sim {
             uncertain_before,
         });
         let version = client.version;
-        let connect = Packet::Connect(Connect {
+        let connect = Packet::from(Connect {
             protocol_version: version,
             bridge: false,
             clean_start,

@@ -1315,7 +1315,7 @@ impl Sim {
             peer: None,
             tls_identity: None,
         }));
-        let connect = Packet::Connect(Connect {
+        let connect = Packet::from(Connect {
             protocol_version: version,
             bridge: false,
             clean_start: clean,

@@ -185,11 +185,11 @@ fn persistent(version: ProtocolVersion, id: &str) -> Connect {
 /// Connects and returns the CONNACK and whatever followed it (a resumed session's resends).
 fn connect_resuming(w: &mut World, c: Connect) -> (ConnId, ConnAck, Vec<Packet>) {
     let conn = w.open(c.protocol_version);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     let mut packets = w.recv(conn);
     assert!(!packets.is_empty(), "expected CONNACK");
     match packets.remove(0) {
-        Packet::ConnAck(ack) => (conn, ack, packets),
+        Packet::ConnAck(ack) => (conn, *ack, packets),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }

@@ -48,7 +48,7 @@ fn retained_messages_queued_on_subscribe_keep_their_own_limit_across_a_restart()
     assert_eq!(w.broker.stats().dropped_queue_full, 0);
 
     let conn = w.open(V3_1_1);
-    w.send(conn, &Packet::Connect(persistent("sub")));
+    w.send(conn, &Packet::from(persistent("sub")));
     let mut payloads = Vec::new();
     for _ in 0..3 {
         for p in w.recv(conn) {

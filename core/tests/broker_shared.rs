@@ -56,7 +56,7 @@ fn ack_all(w: &mut World, conn: ConnId, packets: &[Packet]) {
 /// Resumes a session and returns the payloads that follow its CONNACK.
 fn resume(w: &mut World, version: ProtocolVersion, id: &str) -> (ConnId, Vec<Packet>) {
     let conn = w.open(version);
-    w.send(conn, &Packet::Connect(persistent(version, id)));
+    w.send(conn, &Packet::from(persistent(version, id)));
     let mut got = w.recv(conn);
     assert!(matches!(got.remove(0), Packet::ConnAck(a) if a.session_present));
     (conn, got)

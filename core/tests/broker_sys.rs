@@ -297,7 +297,7 @@ fn counts_follow_connects_disconnects_expiry_and_messages() {
     let mut back = connect(V3_1_1, "persistent");
     back.clean_start = false;
     let p = w.open(V3_1_1);
-    w.send(p, &Packet::Connect(back));
+    w.send(p, &Packet::from(back));
     let got = w.recv(p);
     match got.as_slice() {
         [Packet::ConnAck(ack), Packet::Publish(msg)] => {

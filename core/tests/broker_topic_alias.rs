@@ -189,7 +189,7 @@ fn a_resumed_session_resends_with_the_full_topic_name() {
     assert_eq!(first[1].topic, ByteString::from(""));
     w.peer_close(sub);
     let conn = w.open(V5);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     let got = w.recv(conn);
     let resent: Vec<(String, Option<u16>, bool)> = publishes(&got)
         .iter()

@@ -35,7 +35,7 @@ fn a_refusal_leaves_out_the_reason_string_that_would_exceed_the_maximum_packet_s
     let mut c = connect(V5, "");
     c.properties.maximum_packet_size = NonZeroU32::new(36);
     let conn = w.open(V5);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     assert!(w.is_closed(conn));
 
     let bytes = Bytes::from(sent_to(&w, conn));
@@ -77,7 +77,7 @@ fn a_client_whose_maximum_leaves_no_room_for_its_connack_is_refused() {
     let mut c = connect(V5, "");
     c.properties.maximum_packet_size = NonZeroU32::new(23);
     let conn = w.open(V5);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     assert!(w.is_closed(conn));
     let bytes = Bytes::from(sent_to(&w, conn));
     let (packet, used) = codec::decode(&bytes, V5, 23)
@@ -160,7 +160,7 @@ fn output_released_after_a_close_counts_in_bytes_sent() {
     let mut c = connect(V3_1_1, "a");
     c.clean_start = false;
     let conn = w.open(V3_1_1);
-    w.send(conn, &Packet::Connect(c));
+    w.send(conn, &Packet::from(c));
     // The CONNACK of a persistent session waits for its record.
     assert_eq!(sent_to(&w, conn), Vec::<u8>::new());
     w.broker.handle(w.now, midge_core::broker::Input::Shutdown);

@@ -722,8 +722,8 @@ fn auth() -> impl Strategy<Value = Auth> {
 /// Any valid packet of `v`: each of the fifteen types (fourteen before MQTT 5) equally likely.
 fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     let mut types = vec![
-        connect(v).prop_map(Packet::Connect).boxed(),
-        connack(v).prop_map(Packet::ConnAck).boxed(),
+        connect(v).prop_map(Packet::from).boxed(),
+        connack(v).prop_map(Packet::from).boxed(),
         publish(v).prop_map(Packet::Publish).boxed(),
         pub_response(v, PubAckReason::ALL, PubAckReason::Success)
             .prop_map(Packet::PubAck)
@@ -878,6 +878,17 @@ proptest! {
             .expect("a valid packet decodes")
             .expect("the packet is complete");
         prop_assert_eq!(encode(&decoded, v), first);
+    }
+
+    /// `Publish::encode`, which the broker uses for every delivery, writes exactly what the
+    /// PUBLISH as a `Packet` writes, and `Publish::encoded_len` predicts it.
+    #[test]
+    fn publish_encodes_as_its_packet((v, p) in versioned(publish)) {
+        let mut direct = BytesMut::from(&b"earlier bytes"[..]);
+        p.encode(v, &mut direct).expect("a valid PUBLISH encodes");
+        let direct = &direct[b"earlier bytes".len()..];
+        prop_assert_eq!(p.encoded_len(v), Ok(direct.len()));
+        prop_assert_eq!(direct, &encode(&Packet::Publish(p), v)[..]);
     }
 
     /// Until the last byte of a packet arrives, the decoder asks for more and leaves the buffer

@@ -57,7 +57,7 @@ fn packets(v5: bool) -> Vec<(&'static str, Packet)> {
     };
     let mut list = vec![
         ("connack", {
-            Packet::ConnAck(ConnAck {
+            Packet::from(ConnAck {
                 session_present: true,
                 reason: ConnectReason::Success,
                 properties: if v5 {
@@ -198,7 +198,7 @@ fn packets(v5: bool) -> Vec<(&'static str, Packet)> {
 
 fn connect(version: ProtocolVersion) -> Packet {
     let v5 = version == ProtocolVersion::V5;
-    Packet::Connect(Connect {
+    Packet::from(Connect {
         protocol_version: version,
         bridge: false,
         clean_start: false,

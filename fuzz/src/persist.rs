@@ -471,7 +471,7 @@ fn serve(state: &State) {
                 tls_identity: None,
             }),
         );
-        let connect = Packet::Connect(Connect {
+        let connect = Packet::from(Connect {
             protocol_version: ProtocolVersion::V5,
             bridge: false,
             clean_start: false,

@@ -140,7 +140,7 @@ fn refused_client_has_no_effect() {
         );
     // CONNECT and a PUBLISH in one write: the PUBLISH must be ignored.
     let mut bytes = bytes::BytesMut::new();
-    midge_core::codec::Packet::Connect(options.connect)
+    midge_core::codec::Packet::from(options.connect)
         .encode(V311, &mut bytes)
         .unwrap();
     publish_packet(

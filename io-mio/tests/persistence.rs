@@ -472,7 +472,7 @@ fn reconnect(addr: &Addr, options: &ConnectOptions, stop: &AtomicBool) -> Option
             let _ = stream.set_write_timeout(Some(WAIT));
             let mut client = Client::new(stream, options.connect.protocol_version);
             if client
-                .try_send(&Packet::Connect(options.connect.clone()))
+                .try_send(&Packet::from(options.connect.clone()))
                 .is_ok()
             {
                 match client.try_recv(WAIT) {

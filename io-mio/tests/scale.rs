@@ -35,7 +35,7 @@ fn thousand_clients_receive_one_broadcast() {
     let mut clients: Vec<Client> = (0..CLIENTS)
         .map(|i| {
             let mut c = Client::new(tcp(daemon.addr()), V311);
-            c.send(&Packet::Connect(
+            c.send(&Packet::from(
                 ConnectOptions::new(V311, &format!("client-{i}")).connect,
             ));
             c.send(&Packet::Subscribe(Subscribe {

@@ -146,7 +146,7 @@ fn scram_connect(
     let mut options = ConnectOptions::new(V5, id);
     options.connect.properties.authentication_method = Some(ByteString::from(SCRAM));
     options.connect.properties.authentication_data = Some(Bytes::from(format!("n,,{bare}")));
-    client.send(&Packet::Connect(options.connect));
+    client.send(&Packet::from(options.connect));
     let server_first = server_continue(client.recv());
     let (client_final, server_final) = client_final(password, &bare, &server_first);
     client.send(&auth_packet(
@@ -154,7 +154,7 @@ fn scram_connect(
         &client_final,
     ));
     match client.recv() {
-        Packet::ConnAck(ack) => (client, ack, server_final),
+        Packet::ConnAck(ack) => (client, *ack, server_final),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }

@@ -29,7 +29,7 @@ fn expect_tls_refusal(daemon: &Daemon, pki: &Pki, cert: Option<&CertPem>, expect
     let mut client = Client::new(stream, V5);
     // With TLS 1.3 the client finishes its side of the handshake before the server has judged
     // its certificate, so the CONNECT may be written (or fail, once the alert is in).
-    let _ = client.try_send(&Packet::Connect(ConnectOptions::new(V5, "refused").connect));
+    let _ = client.try_send(&Packet::from(ConnectOptions::new(V5, "refused").connect));
     match client.try_recv(WAIT) {
         Err(RecvError::Io(e)) => {
             let message = e.to_string();
@@ -83,7 +83,7 @@ fn plain_client_on_tls_listener_gets_no_connack() {
     let config = tls_config(dir.path(), &pki, false, "allow_anonymous true\n");
     let daemon = Daemon::start(dir.path(), &config);
     let mut client = Client::new(tcp(daemon.addr()), V5);
-    client.send(&Packet::Connect(ConnectOptions::new(V5, "plain").connect));
+    client.send(&Packet::from(ConnectOptions::new(V5, "plain").connect));
     match client.try_recv(WAIT) {
         Err(RecvError::Closed | RecvError::Decode(_)) => {}
         other => panic!("expected the connection to fail, got {other:?}"),

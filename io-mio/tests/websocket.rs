@@ -101,7 +101,7 @@ fn websocket_packets_need_not_align_with_messages() {
     };
     let mut c = Client::new(ws_stream(&daemon), V5);
     // Each send_raw is one WebSocket message.
-    let connect = encode(&[Packet::Connect(ConnectOptions::new(V5, "split").connect)]);
+    let connect = encode(&[Packet::from(ConnectOptions::new(V5, "split").connect)]);
     c.send_raw(&connect[..5]);
     c.send_raw(&connect[5..]);
     assert!(matches!(c.recv(), Packet::ConnAck(a) if !a.reason.is_error()));

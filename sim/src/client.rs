@@ -364,7 +364,7 @@ impl World {
         } else {
             ConnectProperties::default()
         };
-        let connect = Packet::Connect(Connect {
+        let connect = Packet::from(Connect {
             protocol_version: cl.spec.version,
             bridge: false,
             clean_start: clean,
@@ -590,7 +590,7 @@ impl World {
         let state = self.clients[c].state;
         if state == ConnState::AwaitConnAck {
             return match packet {
-                Packet::ConnAck(ack) => self.on_connack(c, ack),
+                Packet::ConnAck(ack) => self.on_connack(c, *ack),
                 other => self.fail(
                     "protocol",
                     format!("c{c} got {:?} before CONNACK", summary(&other).kind),

@@ -100,8 +100,8 @@ impl Bridged {
         let Packet::Connect(connect) = first else {
             panic!("the bridge's first packet is not CONNECT: {first:?}");
         };
-        peer.send(&Packet::ConnAck(ack));
-        (peer, connect)
+        peer.send(&Packet::from(ack));
+        (peer, *connect)
     }
 
     /// Accepts the bridge's connection with a CONNACK that accepts it and has no properties.
@@ -233,10 +233,7 @@ fn mqtt_7_0_0_1_v311_bridge_connect_is_first_and_well_formed() {
         &*format!("$SYS/broker/connection/{REMOTE_ID}/state")
     );
     assert_eq!(&will.payload[..], b"0");
-    peer.send(&Packet::ConnAck(connack(
-        false,
-        ConnAckProperties::default(),
-    )));
+    peer.send(&Packet::from(connack(false, ConnAckProperties::default())));
     // With notifications, "1" follows on the remote: retained, QoS 0.
     let state = next_publish(&mut peer);
     assert_eq!(&state.payload[..], b"1");

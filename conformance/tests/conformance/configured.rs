@@ -44,7 +44,7 @@ fn mqtt_3_2_2_13_v5_retained_will_refused_when_retain_is_unavailable() {
         properties: WillProperties::default(),
     });
     let mut c = RawClient::open(broker.addr(), V5);
-    c.send(&Packet::Connect(connect));
+    c.send(&Packet::from(connect));
     c.expect_connect_refused(&[ConnectReason::RetainNotSupported]);
 }
 
@@ -55,7 +55,7 @@ fn empty_client_id_refused(version: ProtocolVersion) {
         return;
     };
     let mut c = RawClient::open(broker.addr(), version);
-    c.send(&Packet::Connect(connect_packet(version, "")));
+    c.send(&Packet::from(connect_packet(version, "")));
     c.expect_connack_refusal(ConnectReason::ClientIdentifierNotValid);
 }
 
@@ -111,13 +111,13 @@ fn authentication_checked(version: ProtocolVersion) {
         ConnectReason::BadUserNameOrPassword,
     ];
     let mut c = RawClient::open(broker.addr(), version);
-    c.send(&Packet::Connect(connect_packet(
+    c.send(&Packet::from(connect_packet(
         version,
         &names.client_id("a"),
     )));
     c.expect_connect_refused(&refusals);
     let mut c = RawClient::open(broker.addr(), version);
-    c.send(&Packet::Connect(login(
+    c.send(&Packet::from(login(
         version,
         &names.client_id("a"),
         "wrong",
@@ -219,7 +219,7 @@ fn expect_continue(c: &mut RawClient) -> Bytes {
 fn scram_login(broker: &Target, id: &str, password: &str, nonce: &str) -> (RawClient, ConnAck) {
     let mut scram = ScramClient::new(USER, password, nonce);
     let mut c = RawClient::open(broker.addr(), V5);
-    c.send(&Packet::Connect(scram_connect(id, &scram)));
+    c.send(&Packet::from(scram_connect(id, &scram)));
     let server_first = expect_continue(&mut c);
     let client_final = scram.client_final(&server_first);
     c.send(&auth(AuthReason::ContinueAuthentication, client_final));
@@ -337,10 +337,7 @@ fn mqtt_3_15_1_1_v5_auth_with_reserved_flags_is_malformed() {
     let names = Names::new();
     let mut scram = ScramClient::new(USER, PASSWORD, "n0nce7");
     let mut c = RawClient::open(broker.addr(), V5);
-    c.send(&Packet::Connect(scram_connect(
-        &names.client_id("a"),
-        &scram,
-    )));
+    c.send(&Packet::from(scram_connect(&names.client_id("a"), &scram)));
     let server_first = expect_continue(&mut c);
     let mut bytes = midge_conformance::client::encode(
         &auth(
@@ -392,10 +389,7 @@ fn mqtt_3_15_2_2_v5_auth_stays_within_the_clients_maximum_packet_size() {
     // Nonces of one length: server-first repeats the client's, so its size depends on it.
     let scram = ScramClient::new(USER, PASSWORD, "n0nce8");
     let mut c = RawClient::open(broker.addr(), V5);
-    c.send(&Packet::Connect(scram_connect(
-        &names.client_id("a"),
-        &scram,
-    )));
+    c.send(&Packet::from(scram_connect(&names.client_id("a"), &scram)));
     let mut first = match c.recv() {
         Packet::Auth(a) => a,
         other => panic!("expected AUTH 0x18, got {other:?}"),
@@ -409,7 +403,7 @@ fn mqtt_3_15_2_2_v5_auth_stays_within_the_clients_maximum_packet_size() {
     let mut connect = scram_connect(&names.client_id("b"), &scram);
     connect.properties.maximum_packet_size = std::num::NonZeroU32::new(bare as u32);
     let mut c = RawClient::open(broker.addr(), V5);
-    c.send(&Packet::Connect(connect));
+    c.send(&Packet::from(connect));
     let server_first = expect_auth_within(&mut c, bare);
     assert_eq!(server_first.reason, AuthReason::ContinueAuthentication);
     let data = server_first

@@ -15,10 +15,7 @@ const LEVEL: usize = 8;
 const FLAGS: usize = 9;
 
 fn connect_bytes(version: ProtocolVersion, client_id: &str) -> Vec<u8> {
-    let bytes = encode(
-        &Packet::Connect(connect_packet(version, client_id)),
-        version,
-    );
+    let bytes = encode(&Packet::from(connect_packet(version, client_id)), version);
     assert!(bytes[1] < 128, "short CONNECT expected");
     bytes
 }
@@ -50,7 +47,7 @@ fn mqtt_3_1_0_1_v5_first_packet_not_connect_closes() {
 fn second_connect(version: ProtocolVersion) -> RawClient {
     let names = Names::new();
     let mut c = connect(version, &names.client_id("a"));
-    c.send(&Packet::Connect(connect_packet(
+    c.send(&Packet::from(connect_packet(
         version,
         &names.client_id("a"),
     )));
@@ -296,7 +293,7 @@ fn mqtt_3_1_3_5_v5_23_alphanumeric_characters_are_allowed() {
 #[test]
 fn mqtt_3_1_3_8_v311_empty_client_id_with_clean_session_0_is_rejected() {
     let mut c = open(V311);
-    c.send(&Packet::Connect(persistent(V311, "")));
+    c.send(&Packet::from(persistent(V311, "")));
     let before = c.expect_closed();
     match before.as_slice() {
         [Packet::ConnAck(ack)] => {

@@ -122,7 +122,7 @@ fn mqtt_3_2_2_12_v5_will_qos_above_the_maximum_is_refused() {
     let topic = names.topic("will");
     for (addr, too_high) in [(l.qos1, QoS::ExactlyOnce), (l.qos0, QoS::AtLeastOnce)] {
         let mut c = RawClient::open(addr, V5);
-        c.send(&Packet::Connect(with_will(
+        c.send(&Packet::from(with_will(
             V5,
             &names.client_id("a"),
             &topic,
@@ -149,7 +149,7 @@ fn mqtt_3_2_2_6_v311_refusal_without_a_return_code_closes_without_connack() {
     let topic = names.topic("will");
     for (addr, too_high) in [(l.qos1, QoS::ExactlyOnce), (l.qos0, QoS::AtLeastOnce)] {
         let mut c = RawClient::open(addr, V311);
-        c.send(&Packet::Connect(with_will(
+        c.send(&Packet::from(with_will(
             V311,
             &names.client_id("a"),
             &topic,

@@ -121,7 +121,7 @@ fn mqtt_3_12_4_1_v5_pingreq_gets_pingresp() {
 fn partial_packets(version: ProtocolVersion) {
     let names = Names::new();
     let connect = encode(
-        &Packet::Connect(midge_conformance::client::connect_packet(
+        &Packet::from(midge_conformance::client::connect_packet(
             version,
             &names.client_id("a"),
         )),

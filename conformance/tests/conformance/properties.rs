@@ -227,7 +227,7 @@ fn mqtt_3_9_2_1_v5_suback_and_disconnect_fit_the_maximum_packet_size() {
     assert!(encoded_len(&answer) <= 12, "{answer:?}");
     if matches!(answer, Packet::SubAck(_)) {
         // A protocol error: a second CONNECT.
-        c.send(&Packet::Connect(connect_packet(V5, &names.client_id("a"))));
+        c.send(&Packet::from(connect_packet(V5, &names.client_id("a"))));
         for p in c.expect_closed() {
             assert!(encoded_len(&p) <= 12, "{p:?}");
         }
@@ -267,7 +267,7 @@ fn mqtt_3_6_2_2_v5_acknowledgements_fit_the_maximum_packet_size() {
     refused.properties.maximum_packet_size = NonZeroU32::new(MAX);
     refused.properties.authentication_method = Some("NO-SUCH-METHOD".into());
     let mut c = RawClient::open(addr(), V5);
-    c.send(&Packet::Connect(refused));
+    c.send(&Packet::from(refused));
     for p in c.expect_closed() {
         assert!(encoded_len(&p) <= MAX as usize, "{p:?}");
     }

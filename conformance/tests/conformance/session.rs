@@ -524,7 +524,7 @@ fn mqtt_3_2_2_6_v5_refusing_connack_has_session_present_0_and_closes() {
     let mut refused = persistent(V5, &id);
     refused.properties.authentication_method = Some("NO-SUCH-METHOD".into());
     let mut c = RawClient::open(addr(), V5);
-    c.send(&Packet::Connect(refused));
+    c.send(&Packet::from(refused));
     match c.expect_closed().as_slice() {
         [] => {}
         [Packet::ConnAck(ack)] => {
@@ -555,7 +555,7 @@ fn connack_reserved_bits(version: ProtocolVersion) {
     s.set_read_timeout(Some(midge_conformance::client::WAIT))
         .expect("timeout");
     s.write_all(&midge_conformance::client::encode(
-        &Packet::Connect(connect_packet(version, &names.client_id("a"))),
+        &Packet::from(connect_packet(version, &names.client_id("a"))),
         version,
     ))
     .expect("write");

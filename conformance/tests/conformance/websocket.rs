@@ -77,7 +77,7 @@ fn packets_need_not_align_with_frames(version: ProtocolVersion) {
     let topic = names.topic("split");
     let mut c = open(addr, version);
     let connect = encode(
-        &Packet::Connect(connect_packet(version, &names.client_id("c"))),
+        &Packet::from(connect_packet(version, &names.client_id("c"))),
         version,
     );
     c.send_raw(&connect[..3]).expect("send");
@@ -196,7 +196,7 @@ fn text_message_closes(version: ProtocolVersion) {
     let names = Names::new();
     let mut c = open(addr, version);
     let bytes = encode(
-        &Packet::Connect(connect_packet(version, &names.client_id("a"))),
+        &Packet::from(connect_packet(version, &names.client_id("a"))),
         version,
     );
     // A well-formed CONNECT, in the wrong kind of message.

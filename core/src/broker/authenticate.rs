@@ -327,7 +327,7 @@ impl Broker {
             .auth
             .as_ref()
             .map_or(crate::codec::MAX_PACKET_SIZE, |a| a.max_packet_size);
-        let mut packet = Packet::ConnAck(ConnAck {
+        let mut packet = Packet::from(ConnAck {
             session_present: false,
             reason,
             properties: ConnAckProperties {

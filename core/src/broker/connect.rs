@@ -145,7 +145,7 @@ impl Broker {
                 .map(|prefix| ByteString::from(format!("{prefix}{client_id}"))),
             ..self.connack_properties(listener, assigned.clone(), server_keep_alive)
         };
-        let mut probe = Packet::ConnAck(ConnAck {
+        let mut probe = Packet::from(ConnAck {
             session_present: false,
             reason: ConnectReason::Success,
             properties,
@@ -397,7 +397,7 @@ impl Broker {
             properties.authentication_method = Some(a.method);
             properties.authentication_data = a.data;
         }
-        let connack = Packet::ConnAck(ConnAck {
+        let connack = Packet::from(ConnAck {
             // [MQTT-3.2.2-1] [MQTT-3.2.2-2] [MQTT-3.2.2-3] (3.1.1) [MQTT-3.2.2-2] [MQTT-3.2.2-3].
             session_present,
             reason: ConnectReason::Success,
@@ -446,7 +446,7 @@ impl Broker {
     ) {
         tracing::debug!(conn = id.0, ?reason, "CONNECT refused");
         if let Some(conn) = self.conns.get_mut(&id) {
-            let mut connack = Packet::ConnAck(ConnAck {
+            let mut connack = Packet::from(ConnAck {
                 session_present: false,
                 reason,
                 properties: ConnAckProperties {

@@ -79,7 +79,7 @@ impl Broker {
         let Some(client) = conn.client() else {
             let authenticating = matches!(conn.state, ConnState::Authenticating(_));
             match packet {
-                Packet::Connect(c) if !authenticating => self.connect(id, c),
+                Packet::Connect(c) if !authenticating => self.connect(id, *c),
                 // While enhanced authentication runs the client may send only AUTH and
                 // DISCONNECT [MQTT-3.1.2-33] (5.0).
                 Packet::Auth(a) if authenticating => self.auth_received(id, a),
@@ -199,7 +199,7 @@ impl Broker {
             _ => None,
         };
         if let Some(version) = answer {
-            let connack = Packet::ConnAck(ConnAck {
+            let connack = Packet::from(ConnAck {
                 session_present: false,
                 reason: match version {
                     ProtocolVersion::V5 => e.connect_reason(),

@@ -2,7 +2,9 @@
 
 use super::Time;
 use super::subscribe::SubEntry;
-use crate::codec::{ByteString, PacketId, Publish, PublishProperties, QoS, QosPid};
+use crate::codec::{
+    ByteString, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, QosPid,
+};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 
@@ -152,18 +154,31 @@ impl Delivery {
         self.msg.payload.len()
     }
 
-    /// The PUBLISH packet for this delivery, sent at `now`: with the Message Expiry Interval
-    /// less the time the message has waited in the broker [MQTT-3.3.2-6] (5.0).
-    pub(crate) fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Time) -> Publish {
+    /// The PUBLISH packet for this delivery to a client of `version`, sent at `now`: with the
+    /// Message Expiry Interval less the time the message has waited in the broker
+    /// [MQTT-3.3.2-6] (5.0).
+    pub(crate) fn to_publish(
+        &self,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Time,
+        version: ProtocolVersion,
+    ) -> Publish {
         let qos_pid = match packet_id {
             Some(id) => QosPid::new(self.qos, id),
             None => QosPid::AtMostOnce,
         };
-        let mut properties = self.msg.properties.clone();
-        properties.subscription_identifiers = self.subscription_ids.clone();
-        if let Some(left) = self.msg.remaining_secs(now) {
-            properties.message_expiry_interval = Some(left);
-        }
+        // Only MQTT 5 encodes properties: for the others they are not copied just to be left out.
+        let properties = if version.is_v5() {
+            let mut properties = self.msg.properties.clone();
+            properties.subscription_identifiers = self.subscription_ids.clone();
+            if let Some(left) = self.msg.remaining_secs(now) {
+                properties.message_expiry_interval = Some(left);
+            }
+            properties
+        } else {
+            PublishProperties::default()
+        };
         Publish {
             dup,
             qos_pid,

@@ -18,6 +18,7 @@ mod connect;
 mod connection;
 mod dispatch;
 mod durable;
+mod inflight_table;
 mod message;
 mod outbound;
 mod outbox;
@@ -186,6 +187,9 @@ pub struct Broker {
     next_delivery_id: u64,
     /// The state of each configured bridge, indexed by `BridgeId`.
     bridges: Vec<bridge::BridgeState>,
+    /// The subscriptions a message being routed matches: kept empty between messages so that
+    /// routing one does not allocate (see `publish::ROUTE_SCRATCH_KEEP`).
+    route_scratch: Vec<(SessionKey, SubEntry)>,
 }
 
 impl Broker {
@@ -223,6 +227,7 @@ impl Broker {
             next_message_id: 0,
             next_delivery_id: 0,
             bridges: Vec::new(),
+            route_scratch: Vec::new(),
         }
     }
 

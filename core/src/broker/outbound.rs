@@ -5,9 +5,10 @@
 //! order it was first sent in, so a resumed session resends them in their original order
 //! [MQTT-4.4.0-1] (3.1.1 and 5.0).
 
+use super::inflight_table::InflightTable;
 use super::message::{Delivery, Message};
 use crate::codec::{ByteString, PacketId, QoS};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Where a message in flight stands in its QoS flow.
@@ -34,6 +35,20 @@ pub(crate) struct Inflight {
 pub(crate) enum Resend {
     Publish(PacketId, Delivery),
     Release(PacketId),
+}
+
+/// A packet id no message in flight uses, taken for a delivery about to be sent: the delivery
+/// can be written out under it first and then moved into flight with
+/// [`Outbound::start`], instead of being copied to do both. Only `fresh_id` makes one, and
+/// `start` consumes it, so an id is put in flight at most once.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct FreshId(PacketId);
+
+impl FreshId {
+    pub(crate) fn get(&self) -> PacketId {
+        self.0
+    }
 }
 
 /// Why a message could not be queued.
@@ -98,8 +113,12 @@ impl Outbound {
         }
     }
 
-    pub(crate) fn start(&mut self, delivery: Delivery) -> Option<PacketId> {
-        self.made().start(delivery)
+    pub(crate) fn fresh_id(&mut self) -> Option<FreshId> {
+        self.made().fresh_id()
+    }
+
+    pub(crate) fn start(&mut self, id: FreshId, delivery: Delivery) {
+        self.made().start(id, delivery);
     }
 
     pub(crate) fn restore_in_flight(&mut self, id: PacketId, delivery: Delivery, released: bool) {
@@ -205,7 +224,7 @@ impl Outbound {
 
 #[derive(Debug)]
 pub(crate) struct OutboundState {
-    inflight: BTreeMap<PacketId, Inflight>,
+    inflight: InflightTable<Inflight>,
     queue: VecDeque<Delivery>,
     /// Payload bytes of the queued deliveries the queue limits count.
     queued_bytes: usize,
@@ -232,7 +251,7 @@ pub(crate) struct OutboundState {
 impl OutboundState {
     const fn new() -> OutboundState {
         OutboundState {
-            inflight: BTreeMap::new(),
+            inflight: InflightTable::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             queued_on_subscribe: 0,
@@ -297,8 +316,12 @@ impl OutboundState {
     pub(crate) fn skip_qos1_resends(&mut self) {
         let before = self.resend.len();
         let inflight = &self.inflight;
-        self.resend
-            .retain(|id| !matches!(inflight.get(id).map(|e| &e.stage), Some(Stage::Qos1Sent(_))));
+        self.resend.retain(|id| {
+            !matches!(
+                inflight.get(*id).map(|e| &e.stage),
+                Some(Stage::Qos1Sent(_))
+            )
+        });
         self.waiting_publishes -= before - self.resend.len();
     }
 
@@ -314,7 +337,7 @@ impl OutboundState {
     pub(crate) fn next_resend(&mut self, window: usize) -> Option<Resend> {
         loop {
             let id = *self.resend.front()?;
-            match self.inflight.get(&id).map(|e| &e.stage) {
+            match self.inflight.get(id).map(|e| &e.stage) {
                 None => {
                     self.resend.pop_front();
                 }
@@ -341,7 +364,7 @@ impl OutboundState {
         if qos != QoS::AtLeastOnce {
             return;
         }
-        if let Some(entry) = self.inflight.get_mut(&id)
+        if let Some(entry) = self.inflight.get_mut(id)
             && matches!(entry.stage, Stage::Qos2Sent(_))
             && let Stage::Qos2Sent(mut d) = std::mem::replace(&mut entry.stage, Stage::Released)
         {
@@ -361,7 +384,7 @@ impl OutboundState {
         for _ in 0..=u16::MAX {
             self.last_packet_id = self.last_packet_id.wrapping_add(1);
             if let Some(id) = PacketId::new(self.last_packet_id)
-                && !self.inflight.contains_key(&id)
+                && !self.inflight.contains(id)
                 && self.reserved != Some(id)
             {
                 return Some(id);
@@ -395,17 +418,21 @@ impl OutboundState {
         self.reserved = None;
     }
 
-    /// Puts a QoS 1 or 2 delivery in flight and returns its packet id.
-    pub(crate) fn start(&mut self, delivery: Delivery) -> Option<PacketId> {
-        let id = self.allocate_packet_id()?;
+    /// A packet id for a QoS 1 or 2 delivery, to be put in flight with `start` before any
+    /// other id is taken.
+    pub(crate) fn fresh_id(&mut self) -> Option<FreshId> {
+        self.allocate_packet_id().map(FreshId)
+    }
+
+    /// Puts a QoS 1 or 2 delivery in flight under the id `fresh_id` gave.
+    pub(crate) fn start(&mut self, id: FreshId, delivery: Delivery) {
         let stage = match delivery.qos {
             QoS::ExactlyOnce => Stage::Qos2Sent(delivery),
             _ => Stage::Qos1Sent(delivery),
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.inflight.insert(id, Inflight { seq, stage });
-        Some(id)
+        self.inflight.insert(id.0, Inflight { seq, stage });
     }
 
     /// Puts back a message that was in flight when the broker stopped, with its packet id;
@@ -440,7 +467,7 @@ impl OutboundState {
     /// PUBREC: a QoS 2 message moves to awaiting PUBCOMP. Returns whether PUBREL should be
     /// sent: true for the first PUBREC and for a repeated one (the PUBREL may have been lost).
     pub(crate) fn pubrec(&mut self, id: PacketId) -> bool {
-        match self.inflight.get_mut(&id) {
+        match self.inflight.get_mut(id) {
             Some(entry) => match entry.stage {
                 Stage::Qos2Sent(_) => {
                     let stage = std::mem::replace(&mut entry.stage, Stage::Released);
@@ -465,7 +492,7 @@ impl OutboundState {
     }
 
     fn remove_if(&mut self, id: PacketId, want: impl Fn(&Stage) -> bool) -> bool {
-        if self.inflight.get(&id).is_some_and(|e| want(&e.stage)) {
+        if self.inflight.get(id).is_some_and(|e| want(&e.stage)) {
             self.remove(id);
             true
         } else {
@@ -474,7 +501,7 @@ impl OutboundState {
     }
 
     fn remove(&mut self, id: PacketId) {
-        if let Some(entry) = self.inflight.remove(&id) {
+        if let Some(entry) = self.inflight.remove(id) {
             self.forget_resend(id, &entry.stage);
         }
     }
@@ -495,7 +522,7 @@ impl OutboundState {
         let mut all: Vec<_> = self
             .inflight
             .iter()
-            .map(|(id, e)| (e.seq, *id, &e.stage))
+            .map(|(id, e)| (e.seq, id, &e.stage))
             .collect();
         all.sort_unstable_by_key(|(seq, _, _)| *seq);
         all.into_iter().map(|(_, id, stage)| (id, stage)).collect()
@@ -585,10 +612,10 @@ impl OutboundState {
             .iter()
             .filter_map(|(id, e)| match &e.stage {
                 Stage::Qos1Sent(d) if d.shared.as_ref().is_some_and(&mut take) => {
-                    Some((e.seq, *id, d))
+                    Some((e.seq, id, d))
                 }
                 Stage::Qos2Sent(d) if copy_qos2 && d.shared.as_ref().is_some_and(&mut take) => {
-                    Some((e.seq, *id, d))
+                    Some((e.seq, id, d))
                 }
                 _ => None,
             })
@@ -622,7 +649,7 @@ impl OutboundState {
         if let Some(Inflight {
             stage: Stage::Qos1Sent(d) | Stage::Qos2Sent(d),
             ..
-        }) = self.inflight.get_mut(&id)
+        }) = self.inflight.get_mut(id)
         {
             d.shared = None;
         }

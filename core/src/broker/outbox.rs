@@ -12,10 +12,17 @@ use super::conn_table::ConnTable;
 use super::connection::{Connection, Held};
 use super::stats::Stats;
 use super::{Action, ConnId};
-use crate::codec::{EncodeError, Packet, ProtocolVersion};
+use crate::codec::{EncodeError, Packet, ProtocolVersion, Publish};
 use crate::persist::Lsn;
 use bytes::BytesMut;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// What a connection's output buffer starts with, at the first packet after it was handed to
+/// the driver. A turn usually writes several packets to a busy connection: grown from the size
+/// of the first by doubling, the buffer was reallocated and copied several times a turn. Up to
+/// 1,032 bytes glibc serves from its per-thread cache, the cheapest allocation there is; the
+/// buffer lives only until the driver has written it.
+const FIRST_OUTPUT_CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -48,19 +55,42 @@ impl Outbox {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<usize, EncodeError> {
+        self.write_with(id, conn, stats, |buf| packet.encode(version, buf))
+    }
+
+    /// [`Outbox::write`] for a PUBLISH, which need not be moved into a `Packet` first.
+    pub(crate) fn write_publish(
+        &mut self,
+        id: ConnId,
+        conn: &mut Connection,
+        version: ProtocolVersion,
+        publish: &Publish,
+        stats: &mut Stats,
+    ) -> Result<usize, EncodeError> {
+        self.write_with(id, conn, stats, |buf| publish.encode(version, buf))
+    }
+
+    fn write_with(
+        &mut self,
+        id: ConnId,
+        conn: &mut Connection,
+        stats: &mut Stats,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<usize, EncodeError> {
         if let Some(link) = conn.bridge.as_mut() {
             link.last_sent = self.now;
         }
         if self.written > self.durable || !conn.held.is_empty() {
-            let n = conn
-                .held
-                .push(self.written, |buf| packet.encode(version, buf))?;
+            let n = conn.held.push(self.written, encode)?;
             stats.messages_sent += 1;
             self.holding.insert(id);
             return Ok(n);
         }
         let start = conn.out.len();
-        packet.encode(version, &mut conn.out)?;
+        if conn.out.capacity() == 0 {
+            conn.out.reserve(FIRST_OUTPUT_CAPACITY);
+        }
+        encode(&mut conn.out)?;
         stats.messages_sent += 1;
         if start == 0 && !conn.blocked {
             self.dirty.push(id);

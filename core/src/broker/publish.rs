@@ -16,6 +16,11 @@ use crate::codec::{
 };
 use std::sync::Arc;
 
+/// Up to this many matches, the vector routing collects them in is kept for the next message
+/// (a few kilobytes); one that a message matching more subscriptions grew is freed, so that a
+/// rare large fan-out does not hold its memory for good.
+const ROUTE_SCRATCH_KEEP: usize = 256;
+
 impl Broker {
     /// A PUBLISH from a connected client.
     pub(super) fn publish_received(&mut self, id: ConnId, key: SessionKey, p: Publish) {
@@ -275,7 +280,7 @@ impl Broker {
     /// the highest QoS its matching subscriptions grant [MQTT-3.3.5-1] (3.1.1), with every
     /// matching Subscription Identifier (5.0, 3.3.4).
     fn route(&mut self, msg: Arc<Message>, origin: Option<SessionKey>) -> usize {
-        let mut matches: Vec<(SessionKey, SubEntry)> = Vec::new();
+        let mut matches = std::mem::take(&mut self.route_scratch);
         self.router
             .for_each_match(&msg.topic, |key, _filter, entry| {
                 matches.push((key, *entry))
@@ -329,6 +334,10 @@ impl Broker {
                 },
             );
         }
+        matches.clear();
+        if matches.capacity() <= ROUTE_SCRATCH_KEEP {
+            self.route_scratch = matches;
+        }
         for group in self.shared.matching(&msg.topic) {
             if self.deliver_shared(group, &msg, None) {
                 delivered += 1;
@@ -378,12 +387,12 @@ impl Broker {
         if client.max_packet_size >= MAX_PACKET_SIZE {
             return false;
         }
-        let mut publish = d.to_publish(PacketId::new(1), false, self.now);
+        let mut publish = d.to_publish(PacketId::new(1), false, self.now, client.version);
         // A bridge sends it under its remote name, which may be longer.
         if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
-        Packet::Publish(publish)
+        publish
             .encoded_len(client.version)
             .is_ok_and(|len| len > client.max_packet_size as usize)
     }
@@ -434,19 +443,20 @@ impl Broker {
         // Recorded before it is sent or queued; a delivery that then cannot be queued is
         // recorded as discarded, so the log never holds a message the queue does not.
         self.record_enqueue(key, &mut d);
-        let window = self.window(key);
-        let backed_up = self.output_backed_up(key);
         let session = &self.sessions[key];
         let online = session.conn().is_some();
+        // The connection's window and output are looked up only where they decide.
         let can_send_now = online
             && match d.qos {
                 // QoS 0 does not wait for the window, but keeps its order behind QoS 0 messages
                 // already queued [MQTT-4.6.0-6] (3.1.1) [MQTT-4.6.0-5] (5.0).
-                QoS::AtMostOnce => !session.outbound.has_queued_qos0() && !backed_up,
+                QoS::AtMostOnce => {
+                    !session.outbound.has_queued_qos0() && !self.output_backed_up(key)
+                }
                 _ => {
                     !session.outbound.has_resend()
                         && session.outbound.queue_is_empty()
-                        && session.outbound.has_room(window)
+                        && session.outbound.has_room(self.window(key))
                 }
             };
         if can_send_now {
@@ -460,7 +470,7 @@ impl Broker {
                 self.stats.dropped_qos0_offline += 1;
                 return;
             }
-            if online && backed_up {
+            if online && self.output_backed_up(key) {
                 self.stats.dropped_qos0_backlog += 1;
                 return;
             }
@@ -560,18 +570,19 @@ impl Broker {
                 self.record_discarded(key, &d);
             }
         }
-        let packet_id = match d.qos {
-            QoS::AtMostOnce => None,
-            // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
-            _ => match self.sessions[key].outbound.start(d.clone()) {
-                Some(pid) => {
-                    self.record_sent(key, &d, pid);
-                    Some(pid)
-                }
-                None => return,
-            },
+        if d.qos == QoS::AtMostOnce {
+            self.write_publish(key, &d, None, false);
+            return;
+        }
+        // A packet id unused by any message in flight [MQTT-4.3.2-1] [MQTT-4.3.3-1].
+        let Some(id) = self.sessions[key].outbound.fresh_id() else {
+            return;
         };
-        self.write_publish(key, &d, packet_id, false);
+        let packet_id = id.get();
+        self.record_sent(key, &d, packet_id);
+        self.write_publish(key, &d, Some(packet_id), false);
+        // Written first and then moved in: the delivery is not copied.
+        self.sessions[key].outbound.start(id, d);
     }
 
     /// Sends a message in flight again on a new connection: DUP set, same packet id
@@ -623,16 +634,16 @@ impl Broker {
             return;
         };
         let version = client.version;
-        let mut publish = d.to_publish(id, dup, self.now);
+        let mut publish = d.to_publish(id, dup, self.now, version);
         if let Some(link) = conn.bridge.as_ref() {
             super::bridge::outgoing(&self.config, &self.bridges, link.id, &mut publish);
         }
-        let packet = client
+        client
             .outbound_aliases
-            .apply(publish, version, client.max_packet_size);
+            .apply(&mut publish, version, client.max_packet_size);
         match self
             .outbox
-            .write(conn_id, conn, version, &packet, &mut self.stats)
+            .write_publish(conn_id, conn, version, &publish, &mut self.stats)
         {
             Ok(_) => {
                 self.stats.publish_sent += 1;

@@ -2,7 +2,7 @@
 //! network connection, in each direction separately. Mappings never outlive their connection
 //! [MQTT-3.3.2-7] (5.0), so they live with the connection, not the session.
 
-use crate::codec::{ByteString, DisconnectReason, Packet, ProtocolVersion, Publish};
+use crate::codec::{ByteString, DisconnectReason, ProtocolVersion, Publish};
 use std::collections::BTreeMap;
 use std::num::NonZeroU16;
 
@@ -144,38 +144,33 @@ impl OutboundAliases {
         t.by_use.insert(now, topic.clone());
     }
 
-    /// The packet for `publish` with the alias `plan` gives, taken, unless the alias property
-    /// would make it larger than the client's Maximum Packet Size (it can, for a short topic),
-    /// which the message fits without it: then the topic name alone.
+    /// Gives `publish` the alias `plan` gives, taken, unless the alias property would make it
+    /// larger than the client's Maximum Packet Size (it can, for a short topic), which the
+    /// message fits without it: then it keeps the topic name alone.
     pub(crate) fn apply(
         &mut self,
-        mut publish: Publish,
+        publish: &mut Publish,
         version: ProtocolVersion,
         max_packet_size: u32,
-    ) -> Packet {
+    ) {
         let plan = self.plan(&publish.topic);
         let (AliasUse::Set(alias) | AliasUse::Reuse(alias)) = plan else {
-            return Packet::Publish(publish);
+            return;
         };
         let topic = publish.topic.clone();
         publish.properties.topic_alias = Some(alias);
         if let AliasUse::Reuse(_) = plan {
             publish.topic = ByteString::default();
         }
-        let packet = Packet::Publish(publish);
-        if packet
+        if publish
             .encoded_len(version)
             .is_ok_and(|len| len <= max_packet_size as usize)
         {
             self.commit(&topic, plan);
-            return packet;
+            return;
         }
-        let Packet::Publish(mut publish) = packet else {
-            return packet;
-        };
         publish.topic = topic;
         publish.properties.topic_alias = None;
-        Packet::Publish(publish)
     }
 
     /// `plan` and `commit` in one step.

@@ -140,8 +140,8 @@ fn decode_body(
 ) -> Result<Packet, DecodeError> {
     let mut r = Reader::new(body, header.packet_type);
     let packet = match header.packet_type {
-        PacketType::Connect => Packet::Connect(Connect::read(&mut r)?),
-        PacketType::ConnAck => Packet::ConnAck(ConnAck::read(&mut r, version)?),
+        PacketType::Connect => Packet::from(Connect::read(&mut r)?),
+        PacketType::ConnAck => Packet::from(ConnAck::read(&mut r, version)?),
         PacketType::Publish => Packet::Publish(Publish::read(&mut r, header.flags, version)?),
         PacketType::PubAck => Packet::PubAck(PubResponse::read(&mut r, version)?),
         PacketType::PubRec => Packet::PubRec(PubResponse::read(&mut r, version)?),

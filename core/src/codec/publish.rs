@@ -1,13 +1,14 @@
 //! PUBLISH (3.3) and its acknowledgements PUBACK, PUBREC, PUBREL and PUBCOMP (3.4 to 3.7).
 
 use super::error::{DecodeError, EncodeError};
+use super::packet::{Body, PacketType, encode_frame, frame_len};
 use super::properties::{self, AckProperties, PublishProperties};
 use super::reader::Reader;
 use super::reason::{PubAckReason, PubRelReason, Reason};
 use super::topic;
 use super::writer::{Sink, put_str};
 use super::{PacketId, ProtocolVersion, QoS, QosPid};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 /// PUBLISH: an application message.
@@ -30,6 +31,19 @@ impl Publish {
         let qos = self.qos_pid.qos();
         let dup = self.dup && qos != QoS::AtMostOnce;
         u8::from(dup) << 3 | (qos as u8) << 1 | u8::from(self.retain)
+    }
+
+    /// Appends the PUBLISH packet's encoding in `version` to `out`: the same bytes as
+    /// [`Packet::encode`](super::Packet::encode) of `Packet::Publish`, without first moving the
+    /// PUBLISH into a `Packet` (the broker encodes one per delivery).
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let first = (PacketType::Publish as u8) << 4 | self.header_flags();
+        encode_frame(self, first, version, out)
+    }
+
+    /// The number of bytes [`Publish::encode`] appends.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        frame_len(self, version)
     }
 
     /// `flags` were checked with the fixed header: QoS is not 3 and DUP is not set at QoS 0.
@@ -81,6 +95,12 @@ impl Publish {
         }
         out.put_slice(&self.payload);
         Ok(())
+    }
+}
+
+impl Body for Publish {
+    fn write_body<S: Sink>(&self, out: &mut S, v: ProtocolVersion) -> Result<(), EncodeError> {
+        self.write(out, v)
     }
 }
 

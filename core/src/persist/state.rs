@@ -771,7 +771,7 @@ mod tests {
                             ..WillProperties::default()
                         },
                     });
-                    let connect = Packet::Connect(Connect {
+                    let connect = Packet::from(Connect {
                         protocol_version: version,
                         bridge: false,
                         clean_start: clean || c == 3,

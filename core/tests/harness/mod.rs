@@ -268,9 +268,9 @@ impl World {
     /// Opens a connection and sends CONNECT; returns the connection and the CONNACK.
     pub fn try_connect(&mut self, connect: Connect) -> (ConnId, ConnAck) {
         let conn = self.open(connect.protocol_version);
-        self.send(conn, &Packet::Connect(connect));
+        self.send(conn, &Packet::from(connect));
         match self.recv(conn).as_slice() {
-            [Packet::ConnAck(ack)] => (conn, ack.clone()),
+            [Packet::ConnAck(ack)] => (conn, (**ack).clone()),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

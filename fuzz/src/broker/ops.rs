@@ -256,7 +256,7 @@ impl PacketOp {
     /// The packet, in the form a client of `version` sends it.
     pub fn packet(&self, version: ProtocolVersion) -> Packet {
         match self {
-            PacketOp::Connect(c) => Packet::Connect(c.connect()),
+            PacketOp::Connect(c) => Packet::from(c.connect()),
             PacketOp::Publish(p) => Packet::Publish(p.publish()),
             PacketOp::Subscribe {
                 packet_id: id,

@@ -731,9 +731,9 @@ impl Client {
 
     /// Sends CONNECT and returns the CONNACK, whatever it says.
     pub fn handshake(&mut self, options: ConnectOptions) -> ConnAck {
-        self.send(&Packet::Connect(options.connect));
+        self.send(&Packet::from(options.connect));
         match self.recv() {
-            Packet::ConnAck(ack) => ack,
+            Packet::ConnAck(ack) => *ack,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

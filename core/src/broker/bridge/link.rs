@@ -146,7 +146,7 @@ impl Broker {
         }
         let cfg = &self.config.bridges[id.index()];
         let version = cfg.protocol;
-        let connect = Packet::Connect(connect_packet(cfg, &self.config, &self.bridges[id.index()]));
+        let connect = Packet::from(connect_packet(cfg, &self.config, &self.bridges[id.index()]));
         tracing::info!(target: crate::broker::CONNECTIONS, "bridge {} connecting to {}:{}", cfg.name,
             cfg.addresses.get(self.bridges[id.index()].address).map_or("?", |a| a.host.as_str()),
             cfg.addresses.get(self.bridges[id.index()].address).map_or(0, |a| a.port));
@@ -243,7 +243,7 @@ impl Broker {
             .map(|c| c.session);
         let Some(key) = key else {
             match packet {
-                Packet::ConnAck(ack) => self.bridge_connack(conn, id, ack),
+                Packet::ConnAck(ack) => self.bridge_connack(conn, id, *ack),
                 other => {
                     tracing::warn!(conn = conn.0, packet = ?other.packet_type(), "bridge's remote broker sent something other than CONNACK");
                     self.close_conn(conn, None, WillAction::Discard);

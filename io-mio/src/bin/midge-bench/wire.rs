@@ -41,7 +41,7 @@ pub fn connect(version: ProtocolVersion, client_id: &str, keep_alive: u16, out: 
         username: None,
         password: None,
     };
-    Packet::Connect(connect)
+    Packet::from(connect)
         .encode(version, out)
         .expect("CONNECT encodes");
 }
