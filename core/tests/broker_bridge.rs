@@ -617,6 +617,47 @@ fn a_remote_that_never_answers_connect_times_out() {
     assert!(w.is_closed(conn), "closed at the connect timeout");
 }
 
+/// The first PINGREQ is due a keep alive period after the last packet the bridge sent (here its
+/// CONNECT), not after the CONNACK: a remote slow to answer would otherwise hear nothing for
+/// longer than the keep alive [MQTT-3.1.2-23] (3.1.1) [MQTT-3.1.2-22] (5.0), and past one and
+/// a half periods it may close the link [MQTT-3.1.2-24].
+#[test]
+fn the_first_pingreq_counts_from_the_connect_when_the_connack_is_slow() {
+    let mut cfg = bridge(&["r"], V3_1_1, vec![]);
+    cfg.keepalive_secs = 10;
+    let (mut w, conn) = scripted_with(cfg, false);
+    w.advance_secs(6);
+    w.send(conn, &connack(ConnectReason::Success));
+    w.recv_none(conn);
+    w.advance_ms(3_999);
+    w.recv_none(conn);
+    w.advance_ms(1);
+    assert_eq!(w.recv(conn), [Packet::PingReq], "10 s after the CONNECT");
+}
+
+/// A PINGREQ that does not fit the remote's Maximum Packet Size (1 byte) cannot be sent
+/// [MQTT-3.2.2-15] (5.0): the link closes when it is due, not at whatever input comes next (a
+/// timer's reply too large waited for one).
+#[test]
+fn a_pingreq_larger_than_the_remotes_maximum_closes_the_link_when_due() {
+    let mut cfg = bridge(&["r"], V5, vec![]);
+    cfg.keepalive_secs = 10;
+    let (mut w, conn) = scripted_with(cfg, false);
+    // CONNACK, success, Maximum Packet Size 1.
+    w.send_raw(
+        conn,
+        &[0x20, 0x08, 0x00, 0x00, 0x05, 0x27, 0x00, 0x00, 0x00, 0x01],
+    );
+    w.recv_none(conn);
+    w.advance_ms(9_999);
+    assert!(!w.is_closed(conn));
+    // One wake-up at the deadline, as a driver gives it.
+    w.now = w.now.plus_millis(1);
+    w.tick();
+    assert!(w.is_closed(conn), "closed when the PINGREQ was due");
+    w.recv_none(conn);
+}
+
 #[test]
 fn remote_receive_maximum_limits_the_bridge_window() {
     let mut cfg = bridge(

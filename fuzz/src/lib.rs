@@ -12,7 +12,9 @@
 //! | `broker` | [`broker::run`] | the broker driven by structured operations keeps its invariants after every step |
 //! | `recover` | [`persist::recover`] | logs and snapshots of any bytes give a consistent state or a clear error |
 //! | `config_files` | [`parsers::config_files`] | mosquitto.conf, password and ACL files of any bytes parse or fail cleanly |
+//! | `bridge` | [`bridge::run`] | a broker whose bridge's remote broker is played by the input keeps the bridge's invariants after every step |
 
+pub mod bridge;
 pub mod broker;
 pub mod codec;
 pub mod parsers;
@@ -27,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("broker", broker::run),
     ("recover", persist::recover),
     ("config_files", parsers::config_files),
+    ("bridge", bridge::run),
 ];
 
 /// What an input means to a target, for reading a crash: the operations or records it
@@ -34,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub fn describe(target: &str, data: &[u8]) -> String {
     match target {
         "broker" => broker::describe(data),
+        "bridge" => bridge::describe(data),
         "recover" => persist::describe(data),
         "config_files" => format!("{:?}", String::from_utf8_lossy(data)),
         _ => format!("{data:02x?}"),

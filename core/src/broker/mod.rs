@@ -324,6 +324,12 @@ impl Broker {
         }
         self.close_reply_too_large();
         self.run_timers();
+        // A reply a timer wrote may not fit either (a bridge's PINGREQ to a remote whose
+        // Maximum Packet Size is 1): its connection closes now, not at some later input.
+        if !self.reply_too_large.is_empty() {
+            self.close_reply_too_large();
+            self.run_timers();
+        }
     }
 
     /// The next thing for the driver to do, if any.

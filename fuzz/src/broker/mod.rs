@@ -19,7 +19,7 @@ mod disk;
 mod ops;
 mod peer;
 
-pub use disk::check_snapshot;
+pub use disk::{Disk, check_snapshot};
 pub use peer::Peer;
 
 use arbitrary::{Arbitrary, Unstructured};

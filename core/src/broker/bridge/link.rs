@@ -344,8 +344,13 @@ impl Broker {
             let deadline = keep_alive_deadline(last_received, keep_alive);
             conn.keep_alive_timer = Some(deadline);
             self.timers.schedule(deadline, Timer::KeepAlive(conn_id));
+            // The period counts from the last packet the bridge sent (its CONNECT at the
+            // latest), not from CONNACK: after a slow CONNACK the remote would otherwise hear
+            // nothing for longer than the keep alive [MQTT-3.1.2-23] (3.1.1) [MQTT-3.1.2-22]
+            // (5.0). Already past, the PINGREQ goes as this input's timers run.
+            let last_sent = conn.bridge.as_ref().map_or(self.now, |b| b.last_sent);
             self.timers.schedule(
-                self.now.plus_secs(u64::from(keep_alive)),
+                last_sent.plus_secs(u64::from(keep_alive)).max(self.now),
                 Timer::BridgePing(conn_id),
             );
         }
