@@ -252,3 +252,39 @@ fn sys_values_are_not_persisted() {
     let topics: Vec<&str> = publishes(&got).iter().map(|p| &p.topic[..]).collect();
     assert_eq!(topics, ["kept"]);
 }
+
+/// A persistent session resumed with Session Expiry Interval 0 leaves the log (it now ends
+/// with its connection, (5.0, 3.1.2.11.2)), but keeps its queued messages and sends them. What
+/// happens to those deliveries afterwards (sent, acknowledged, discarded) is no longer the
+/// log's business: a record of it after the session's end would make the log refer to a
+/// session it does not have, and recovery would refuse the whole log after a crash.
+#[test]
+fn a_session_that_leaves_the_log_writes_nothing_more_for_its_deliveries() {
+    let mut w = World::new(durable());
+    let (sub, _) = w.connect(persistent(V5, "sub"));
+    w.subscribe(sub, "t", QoS::AtLeastOnce);
+    w.peer_close(sub);
+    let publ = w.client(V3_1_1, "pub");
+    w.send(publ, &publish("t", b"queued", QoS::AtLeastOnce, 1));
+    assert_eq!(w.recv(publ), [puback(pid(1))]);
+
+    // A crash and a recovery: the queued delivery comes back as recorded.
+    let mut w = World::recovered(durable(), &w.disk, w.now);
+    let mut c = persistent(V5, "sub");
+    c.properties.session_expiry_interval = Some(0);
+    let (sub, present, got) = reconnect(&mut w, c);
+    assert!(present, "the session is resumed [MQTT-3.1.2-5] (5.0)");
+    assert_eq!(payloads(&got), ["queued"]);
+    let id = as_publish(&got[0]).qos_pid.packet_id().unwrap();
+    w.send(sub, &puback(id));
+
+    // Another crash: the log must still be consistent (`recovered` checks every record), and
+    // the session it ended is gone.
+    let mut w = World::recovered(durable(), &w.disk, w.now);
+    let (_, present, got) = reconnect(&mut w, persistent(V5, "sub"));
+    assert!(
+        !present,
+        "the session left the log when it was resumed with expiry 0"
+    );
+    assert!(got.is_empty(), "{got:?}");
+}

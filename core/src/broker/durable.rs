@@ -83,7 +83,13 @@ impl Broker {
                 });
             }
             (None, true) => {
-                self.sessions[key].persisted = false;
+                // Resumed with Session Expiry Interval 0 (5.0): the session keeps its messages
+                // but not its place in the log, and a later record of their deliveries would
+                // name a session the log no longer has. It never returns to the log: a session
+                // that ends with its connection is never resumed again (see `connect`).
+                let session = &mut self.sessions[key];
+                session.persisted = false;
+                session.outbound.unrecord();
                 self.persist(Record::SessionEnd { client_id });
             }
             (None, false) => {}

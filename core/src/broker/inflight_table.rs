@@ -167,6 +167,10 @@ impl<V> InflightTable<V> {
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.slots.iter_mut().flatten().map(|(_, v)| v)
+    }
 }
 
 #[cfg(test)]

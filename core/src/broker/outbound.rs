@@ -129,6 +129,12 @@ impl Outbound {
         self.made().restore_queued(delivery);
     }
 
+    pub(crate) fn unrecord(&mut self) {
+        if let Some(o) = self.existing() {
+            o.unrecord();
+        }
+    }
+
     pub(crate) fn puback(&mut self, id: PacketId) -> bool {
         self.existing().is_some_and(|o| o.puback(id))
     }
@@ -301,6 +307,19 @@ impl OutboundState {
     /// Prepares for a new connection of the session: every message in flight must be sent
     /// again, PUBLISH or PUBREL, in the order first sent [MQTT-4.4.0-1]; `next_resend` hands
     /// them out.
+    /// The session left the log (it ends with its connection now): its deliveries are no
+    /// longer there, so nothing that happens to them from now on may be written.
+    pub(crate) fn unrecord(&mut self) {
+        for d in &mut self.queue {
+            d.recorded = false;
+        }
+        for f in self.inflight.values_mut() {
+            if let Stage::Qos1Sent(d) | Stage::Qos2Sent(d) = &mut f.stage {
+                d.recorded = false;
+            }
+        }
+    }
+
     pub(crate) fn resume(&mut self) {
         let order: Vec<(PacketId, bool)> = self
             .inflight_in_order()
