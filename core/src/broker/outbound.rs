@@ -304,9 +304,6 @@ impl OutboundState {
         self.queued_qos0 > 0
     }
 
-    /// Prepares for a new connection of the session: every message in flight must be sent
-    /// again, PUBLISH or PUBREL, in the order first sent [MQTT-4.4.0-1]; `next_resend` hands
-    /// them out.
     /// The session left the log (it ends with its connection now): its deliveries are no
     /// longer there, so nothing that happens to them from now on may be written.
     pub(crate) fn unrecord(&mut self) {
@@ -320,6 +317,9 @@ impl OutboundState {
         }
     }
 
+    /// Prepares for a new connection of the session: every message in flight must be sent
+    /// again, PUBLISH or PUBREL, in the order first sent [MQTT-4.4.0-1]; `next_resend` hands
+    /// them out.
     pub(crate) fn resume(&mut self) {
         let order: Vec<(PacketId, bool)> = self
             .inflight_in_order()
